@@ -1,0 +1,186 @@
+"""The secret JSON of a database credential, parsed into a typed object and validated.
+
+The format is AWS's (the same fields their rotation functions read), so existing secrets
+work unchanged. Fields this project does not know are kept and written back untouched.
+Errors name the field and the credential's role, never a value.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from rotation_core.errors import ConfigurationError
+from rotation_core.values import Sensitive
+
+_KNOWN = frozenset({"engine", "host", "port", "username", "password", "dbname", "masterarn", "ssl"})
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """An engine's defaults and limits for the secret's fields."""
+
+    engines: frozenset[str]
+    port: int
+    dbname: str | None
+    max_username_bytes: int
+
+
+@dataclass(frozen=True)
+class DatabaseSecret:
+    engine: str
+    host: str
+    port: int
+    username: str
+    password: Sensitive
+    dbname: str | None
+    masterarn: str | None = None
+    ssl: bool | None = None  # None: not set in the secret (TLS with verification, the default)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def with_login(self, username: str, password: Sensitive) -> DatabaseSecret:
+        return replace(self, username=username, password=password)
+
+    def to_json(self) -> str:
+        """The secret JSON, with every field the source had (and only those, plus the login)."""
+        doc: dict[str, Any] = dict(self.extra)
+        doc.update(engine=self.engine, host=self.host, port=self.port, username=self.username)
+        doc["password"] = self.password.reveal()
+        if self.dbname is not None:
+            doc["dbname"] = self.dbname
+        if self.masterarn is not None:
+            doc["masterarn"] = self.masterarn
+        if self.ssl is not None:
+            doc["ssl"] = self.ssl
+        return json.dumps(doc)
+
+    def same_target(self, other: DatabaseSecret) -> bool:
+        return (self.host, self.port, self.dbname) == (other.host, other.port, other.dbname)
+
+
+def _load(text: str | None, role: str) -> dict[str, Any]:
+    if text is None:
+        raise ConfigurationError(f"the {role} secret has no SecretString (binary secrets are not supported)")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise ConfigurationError(f"the {role} secret is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise ConfigurationError(f"the {role} secret must be a JSON object")
+    return doc
+
+
+def _text(doc: Mapping[str, Any], name: str, role: str, *, required: bool) -> str | None:
+    value = doc.get(name)
+    if value is None:
+        if required:
+            raise ConfigurationError(f"the {role} secret is missing the field '{name}'")
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError(f"field '{name}' of the {role} secret must be a string")
+    if required and not value:
+        raise ConfigurationError(f"field '{name}' of the {role} secret is empty")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ConfigurationError(f"field '{name}' of the {role} secret contains a control character")
+    return value
+
+
+def _port(doc: Mapping[str, Any], role: str, default: int) -> int:
+    value = doc.get("port")
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        raise ConfigurationError(f"field 'port' of the {role} secret must be a number")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int):
+        raise ConfigurationError(f"field 'port' of the {role} secret must be a number")
+    if not 1 <= value <= 65535:
+        raise ConfigurationError(f"field 'port' of the {role} secret must be between 1 and 65535")
+    return value
+
+
+def _ssl(doc: Mapping[str, Any], role: str) -> bool | None:
+    value = doc.get("ssl")
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ConfigurationError(f"field 'ssl' of the {role} secret must be true or false")
+
+
+def _username(doc: Mapping[str, Any], role: str, defaults: Defaults) -> str:
+    username = _text(doc, "username", role, required=True)
+    assert username is not None
+    if len(username.encode()) > defaults.max_username_bytes:
+        raise ConfigurationError(
+            f"field 'username' of the {role} secret is longer than this engine allows "
+            f"({defaults.max_username_bytes} bytes)"
+        )
+    return username
+
+
+def _password(doc: Mapping[str, Any], role: str) -> Sensitive:
+    value = doc.get("password")
+    if value is None:
+        raise ConfigurationError(f"the {role} secret is missing the field 'password'")
+    if not isinstance(value, str):
+        raise ConfigurationError(f"field 'password' of the {role} secret must be a string")
+    if not value:
+        raise ConfigurationError(f"field 'password' of the {role} secret is empty")
+    return Sensitive(value)
+
+
+def _engine(doc: Mapping[str, Any], role: str, engines: Collection[str]) -> str:
+    engine = _text(doc, "engine", role, required=True)
+    if engine not in engines:
+        allowed = ", ".join(sorted(engines))
+        raise ConfigurationError(f"field 'engine' of the {role} secret must be one of: {allowed}")
+    assert engine is not None
+    return engine
+
+
+def parse(text: str | None, role: str, defaults: Defaults) -> DatabaseSecret:
+    """Parse the rotated secret (role: current, pending or previous)."""
+    doc = _load(text, role)
+    masterarn = _text(doc, "masterarn", role, required=False)
+    dbname = _text(doc, "dbname", role, required=False)
+    return DatabaseSecret(
+        engine=_engine(doc, role, defaults.engines),
+        host=_text(doc, "host", role, required=True) or "",
+        port=_port(doc, role, defaults.port),
+        username=_username(doc, role, defaults),
+        password=_password(doc, role),
+        dbname=dbname or defaults.dbname,
+        masterarn=masterarn or None,
+        ssl=_ssl(doc, role),
+        extra={k: v for k, v in doc.items() if k not in _KNOWN},
+    )
+
+
+def parse_master(text: str | None, user: DatabaseSecret, defaults: Defaults) -> DatabaseSecret:
+    """Parse the master (superuser) secret that masterarn names.
+
+    A master secret may carry only username and password, as the secrets RDS manages do:
+    the connection then goes to the rotated secret's host, port and database. When it names
+    a host, that host must be the rotated secret's, so that the master credential is never
+    sent to a server chosen by whoever can write the rotated secret.
+    """
+    role = "master"
+    doc = _load(text, role)
+    host = _text(doc, "host", role, required=False)
+    if host is not None and host != user.host:
+        raise ConfigurationError("field 'host' of the master secret differs from the rotated secret's 'host'")
+    if doc.get("engine") is not None:
+        _engine(doc, role, defaults.engines)
+    return DatabaseSecret(
+        engine=user.engine,
+        host=user.host,
+        port=_port(doc, role, user.port) if "port" in doc else user.port,
+        username=_username(doc, role, defaults),
+        password=_password(doc, role),
+        dbname=user.dbname,
+        ssl=_ssl(doc, role) if "ssl" in doc else user.ssl,
+    )

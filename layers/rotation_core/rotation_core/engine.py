@@ -1,0 +1,59 @@
+"""The interface a database engine implements: small on purpose (HashiCorp Vault's
+database plugins are the model). Everything engine-specific lives behind it: connecting
+(TLS, timeouts), changing a password, creating and re-syncing the alternate user, and
+the engine's password rules. The strategies and the protocol are written once against it.
+
+An engine never calls Secrets Manager and never reads the environment: it receives the
+parsed secret and the parsed connection settings.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, TypeVar
+
+from rotation_core.credentials import DatabaseSecret, Defaults
+from rotation_core.passwords import PasswordRules
+from rotation_core.settings import ConnectionSettings
+from rotation_core.values import Sensitive
+
+
+class Connection(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Connection)
+
+
+class DatabaseEngine(Protocol[C]):
+    #: short name used in logs and metrics ("postgres", "mysql", ...)
+    name: str
+    #: accepted values of the secret's "engine" field, default port and database, name limit
+    defaults: Defaults
+    #: characters the engine can never take in a password, length bounds, required classes
+    password_rules: PasswordRules
+
+    def connect(self, login: DatabaseSecret, settings: ConnectionSettings) -> C:
+        """Open a connection as login.username, TLS as login.ssl and settings say.
+
+        Raises AuthenticationError when the credential is refused, UnreachableError when
+        the server cannot be reached or not securely. Messages carry the cause only.
+        """
+        ...
+
+    def set_own_password(self, conn: C, username: str, password: Sensitive) -> None:
+        """Single user: the logged-in user changes its own password."""
+        ...
+
+    def set_password(self, conn: C, username: str, password: Sensitive) -> None:
+        """As the master user: change the password of an existing user."""
+        ...
+
+    def sync_clone(self, conn: C, original: str, clone: str, password: Sensitive | None) -> None:
+        """As the master user: create `clone` if missing, give it the privileges of
+        `original` again (every rotation, so nothing drifts), and set its password when
+        one is given."""
+        ...
+
+    def check(self, conn: C) -> None:
+        """Run a harmless query proving the session works."""
+        ...

@@ -1,0 +1,29 @@
+"""The few kinds of error a rotation can end with.
+
+Every message names the step, the field or the credential's role (current, pending,
+previous, master) and the cause, and never a value: callers build messages from
+field names and fixed text only, so an exception can be logged, returned to
+Secrets Manager and shown in the console without leaking anything.
+"""
+
+from __future__ import annotations
+
+
+class RotationError(Exception):
+    """Base class: the rotation cannot go on."""
+
+
+class ConfigurationError(RotationError):
+    """Bad configuration (environment) or a bad secret (missing or malformed field)."""
+
+
+class EventError(RotationError):
+    """A malformed event, or secret versions in a state that forbids this step."""
+
+
+class AuthenticationError(RotationError):
+    """A credential was refused by the target (wrong password, unknown user)."""
+
+
+class UnreachableError(RotationError):
+    """The target could not be reached, or not securely (network, TLS, timeout)."""

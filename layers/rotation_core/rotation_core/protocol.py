@@ -1,0 +1,278 @@
+"""Secrets Manager's four-step rotation protocol, written once for every engine.
+
+This is the only module that talks to Secrets Manager. It validates the event, calls
+DescribeSecret once per invocation, checks that rotation is enabled and that the token is
+a version of the secret staged AWSPENDING (already AWSCURRENT: nothing to do), then runs
+the step. It reads and writes versions by explicit stage and version id only. Every step
+can run again, or after a failure of any earlier step, and converges:
+
+- createSecret: reuse the token's AWSPENDING value when it has one, else build the next
+  credential and store it as AWSPENDING (before the target ever learns it);
+- setSecret / testSecret: delegated to the rotation (strategy + engine);
+- finishSecret: move AWSCURRENT to the token's version, from the version that holds it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aws_lambda_powertools.utilities.data_classes import SecretsManagerEvent
+
+from rotation_core import settings as config
+from rotation_core.errors import ConfigurationError, EventError, RotationError
+from rotation_core.observability import logger, record_step, traced
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+CURRENT = "AWSCURRENT"
+PENDING = "AWSPENDING"
+PREVIOUS = "AWSPREVIOUS"
+STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
+
+
+@dataclass(frozen=True)
+class RotationEvent:
+    step: str
+    secret_id: str
+    token: str
+    rotation_token: str | None = field(default=None, repr=False)
+
+
+def parse_event(raw: object) -> RotationEvent:
+    if not isinstance(raw, Mapping):
+        raise EventError("the event must be a JSON object with Step, SecretId and ClientRequestToken")
+    event = SecretsManagerEvent(dict(raw))
+    for name in ("Step", "SecretId", "ClientRequestToken"):
+        value = event.get(name)
+        if value is None:
+            raise EventError(f"the event is missing the field '{name}'")
+        if not isinstance(value, str) or not value.strip():
+            raise EventError(f"field '{name}' of the event must be a non-empty string")
+    if event.step not in STEPS:
+        raise EventError(f"field 'Step' of the event must be one of: {', '.join(STEPS)}")
+    if not 32 <= len(event.client_request_token) <= 64:
+        raise EventError("field 'ClientRequestToken' of the event must be 32 to 64 characters long")
+    rotation_token = event.get("RotationToken")
+    if rotation_token is not None and not isinstance(rotation_token, str):
+        raise EventError("field 'RotationToken' of the event must be a string")
+    return RotationEvent(event.step, event.secret_id, event.client_request_token, rotation_token or None)
+
+
+@dataclass(frozen=True)
+class SecretMetadata:
+    arn: str
+    rotation_enabled: bool
+    versions: Mapping[str, tuple[str, ...]]
+
+    def holding(self, stage: str) -> str | None:
+        return next((v for v, stages in self.versions.items() if stage in stages), None)
+
+
+class SecretsStore:
+    """The Secrets Manager calls a rotation makes, and nothing else."""
+
+    def __init__(self, client: SecretsManagerClient) -> None:
+        self._client = client
+
+    def describe(self, secret_id: str) -> SecretMetadata:
+        meta = self._client.describe_secret(SecretId=secret_id)
+        versions = {v: tuple(stages) for v, stages in meta.get("VersionIdsToStages", {}).items()}
+        return SecretMetadata(meta["ARN"], bool(meta.get("RotationEnabled", False)), versions)
+
+    def get(self, secret_id: str, stage: str, version_id: str | None = None) -> str | None:
+        """The SecretString at that stage (and version), or None when that version has no value."""
+        kwargs: dict[str, Any] = {"SecretId": secret_id, "VersionStage": stage}
+        if version_id is not None:
+            kwargs["VersionId"] = version_id
+        try:
+            value = self._client.get_secret_value(**kwargs)
+        except self._client.exceptions.ResourceNotFoundException:
+            return None
+        text = value.get("SecretString")
+        if text is None:
+            raise ConfigurationError(f"the secret's {stage} version is binary; only SecretString secrets are supported")
+        return text
+
+    def put_pending(self, secret_id: str, token: str, text: str, rotation_token: str | None) -> None:
+        kwargs: dict[str, Any] = {
+            "SecretId": secret_id,
+            "ClientRequestToken": token,
+            "SecretString": text,
+            "VersionStages": [PENDING],
+        }
+        if rotation_token:
+            kwargs["RotationToken"] = rotation_token
+        self._client.put_secret_value(**kwargs)
+
+    def move_current(self, secret_id: str, to_version: str, from_version: str | None) -> None:
+        kwargs: dict[str, Any] = {"SecretId": secret_id, "VersionStage": CURRENT, "MoveToVersionId": to_version}
+        if from_version is not None:
+            kwargs["RemoveFromVersionId"] = from_version
+        self._client.update_secret_version_stage(**kwargs)
+
+
+class StepContext:
+    """What a rotation may read during a step: the secret's versions, fetched on demand
+    (each at most once), other secrets by ARN (the master secret), and the configuration."""
+
+    def __init__(
+        self, store: SecretsStore, event: RotationEvent, meta: SecretMetadata, env: Mapping[str, str]
+    ) -> None:
+        self.step = event.step
+        self.token = event.token
+        self.meta = meta
+        self.env = env
+        self.settings = config.load(env)
+        self._store = store
+        self._cache: dict[tuple[str, str, str | None], str | None] = {}
+
+    def _get(self, secret_id: str, stage: str, version: str | None) -> str | None:
+        key = (secret_id, stage, version)
+        if key not in self._cache:
+            self._cache[key] = self._store.get(secret_id, stage, version)
+        return self._cache[key]
+
+    def current(self) -> str:
+        text = self._get(self.meta.arn, CURRENT, None)
+        if text is None:
+            raise EventError(f"{self.step}: the secret has no AWSCURRENT value")
+        return text
+
+    def pending(self) -> str:
+        text = self._get(self.meta.arn, PENDING, self.token)
+        if text is None:
+            raise EventError(f"{self.step}: the token's AWSPENDING version has no value yet (createSecret has not run)")
+        return text
+
+    def pending_if_any(self) -> str | None:
+        return self._get(self.meta.arn, PENDING, self.token)
+
+    def previous(self) -> str | None:
+        return self._get(self.meta.arn, PREVIOUS, None)
+
+    def other_secret(self, secret_id: str, role: str) -> str:
+        text = self._get(secret_id, CURRENT, None)
+        if text is None:
+            raise ConfigurationError(f"{self.step}: the {role} secret has no AWSCURRENT value")
+        return text
+
+
+class Rotation(Protocol):
+    """What the protocol drives: one per engine kind (databases go through strategies)."""
+
+    name: str
+
+    def create(self, ctx: StepContext) -> str:
+        """Return the JSON of the next credential, from ctx.current()."""
+        ...
+
+    def set(self, ctx: StepContext) -> None: ...
+
+    def test(self, ctx: StepContext) -> None: ...
+
+    def finished(self, ctx: StepContext, previous_version: str | None) -> None:
+        """After AWSCURRENT moved to the token's version (e.g. to revoke an old key)."""
+        ...
+
+
+def _client_factory(endpoint: str | None) -> SecretsManagerClient:
+    import boto3  # deferred: the runtime ships it; tests and tools may inject a client
+    from botocore.config import Config
+
+    return boto3.client(
+        "secretsmanager",
+        endpoint_url=endpoint,
+        config=Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=15),
+    )
+
+
+class RotationFunction:
+    """The Lambda handler: `lambda_handler = rotation_handler(PostgresEngine())`.
+
+    One Secrets Manager client per execution environment, created on first use and reused
+    by every later invocation.
+    """
+
+    def __init__(self, rotation: Rotation, client_factory: Callable[[str | None], Any] = _client_factory) -> None:
+        self.rotation = rotation
+        self._client_factory = client_factory
+        self._client: Any = None
+
+    @property
+    def client(self) -> SecretsManagerClient:
+        if self._client is None:
+            self._client = self._client_factory(config.load(os.environ).secrets_manager_endpoint)
+        return self._client  # type: ignore[no-any-return]
+
+    def reset_client(self) -> None:
+        """Forget the cached client (tests and tools that switch endpoints)."""
+        self._client = None
+
+    def __call__(self, event: object, context: object = None) -> None:
+        started = time.perf_counter()
+        step = event.get("Step") if isinstance(event, Mapping) else None
+        step_name = step if isinstance(step, str) and step in STEPS else "unknown"
+        logger.append_keys(step=step_name, engine=self.rotation.name)
+        request_id = getattr(context, "aws_request_id", None)
+        if request_id:
+            logger.append_keys(function_request_id=request_id)
+        ok = False
+        try:
+            with traced(step_name, self.rotation.name):
+                self._run(event)
+            ok = True
+        except RotationError as exc:
+            logger.error("step failed", extra={"error": type(exc).__name__, "reason": str(exc)})
+            raise
+        except Exception as exc:
+            logger.exception("step failed", extra={"error": type(exc).__name__})
+            raise
+        finally:
+            record_step(self.rotation.name, step_name, ok, (time.perf_counter() - started) * 1000)
+            logger.remove_keys(["strategy", "secret_arn", "version", "function_request_id"])
+
+    def _run(self, raw_event: object) -> None:
+        event = parse_event(raw_event)
+        logger.set_correlation_id(event.token)
+        logger.append_keys(version=event.token)
+        store = SecretsStore(self.client)
+        meta = store.describe(event.secret_id)
+        logger.append_keys(secret_arn=meta.arn)
+        if not meta.rotation_enabled:
+            raise EventError(f"{event.step}: rotation is not enabled for this secret (DescribeSecret RotationEnabled)")
+        stages = meta.versions.get(event.token)
+        if stages is None:
+            raise EventError(f"{event.step}: the ClientRequestToken is not a version of this secret")
+        if CURRENT in stages:
+            logger.info("version is already AWSCURRENT: nothing to do")
+            return
+        if PENDING not in stages:
+            raise EventError(f"{event.step}: the token's version is not staged AWSPENDING")
+        ctx = StepContext(store, event, meta, os.environ)
+        if event.step == "createSecret":
+            self._create(store, event, meta, ctx)
+        elif event.step == "setSecret":
+            self.rotation.set(ctx)
+            logger.info("pending credential is set in the target")
+        elif event.step == "testSecret":
+            self.rotation.test(ctx)
+            logger.info("pending credential works")
+        else:
+            previous = meta.holding(CURRENT)
+            store.move_current(meta.arn, event.token, previous)
+            logger.info("AWSCURRENT moved to the token's version", extra={"from_version": previous})
+            self.rotation.finished(ctx, previous)
+
+    def _create(self, store: SecretsStore, event: RotationEvent, meta: SecretMetadata, ctx: StepContext) -> None:
+        ctx.current()
+        if ctx.pending_if_any() is not None:
+            logger.info("the token's AWSPENDING version already has a value: reusing it")
+            return
+        text = self.rotation.create(ctx)
+        store.put_pending(meta.arn, event.token, text, event.rotation_token)
+        logger.info("stored the next credential as AWSPENDING")

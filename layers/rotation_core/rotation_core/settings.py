@@ -1,0 +1,152 @@
+"""Configuration: every environment variable the functions read, parsed once at the edge.
+
+Engines and strategies never read the environment; they receive these typed objects.
+The variable names are AWS's own (their rotation functions read the same ones), so a
+function of this project can replace AWS's without touching its configuration.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from rotation_core.errors import ConfigurationError
+
+# Password policy, as AWS's rotation functions read it (GetRandomPassword's parameters).
+PASSWORD_LENGTH = "PASSWORD_LENGTH"
+EXCLUDE_CHARACTERS = "EXCLUDE_CHARACTERS"
+EXCLUDE_NUMBERS = "EXCLUDE_NUMBERS"
+EXCLUDE_PUNCTUATION = "EXCLUDE_PUNCTUATION"
+EXCLUDE_UPPERCASE = "EXCLUDE_UPPERCASE"
+EXCLUDE_LOWERCASE = "EXCLUDE_LOWERCASE"
+REQUIRE_EACH_INCLUDED_TYPE = "REQUIRE_EACH_INCLUDED_TYPE"
+# Strategy override: single-user | alternating-users | auto (masterarn decides).
+ROTATION_STRATEGY = "ROTATION_STRATEGY"
+# TLS and connections.
+DB_CA_BUNDLE = "DB_CA_BUNDLE"
+CONNECT_TIMEOUT = "CONNECT_TIMEOUT"
+# Secrets Manager endpoint: AWS's variable. boto3 itself also honours
+# AWS_ENDPOINT_URL_SECRETS_MANAGER and AWS_ENDPOINT_URL, which take precedence.
+SECRETS_MANAGER_ENDPOINT = "SECRETS_MANAGER_ENDPOINT"
+STANDARD_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL")
+# Powertools' own variables, read by Powertools (listed here so they are in one place).
+POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+POWERTOOLS_TRACE_DISABLED = "POWERTOOLS_TRACE_DISABLED"
+
+# Where the system CA store is, when DB_CA_BUNDLE is not set: SSL_CERT_FILE (OpenSSL's
+# variable), then the usual files (Amazon Linux 2023, which Lambda runs, first).
+SSL_CERT_FILE = "SSL_CERT_FILE"
+SYSTEM_CA_FILES = (
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/cert.pem",
+    "/etc/ssl/cert.pem",
+)
+
+DEFAULT_PASSWORD_LENGTH = 32
+DEFAULT_CONNECT_TIMEOUT = 5
+DEFAULT_SERVICE_NAME = "secrets-manager-rotation"
+DEFAULT_METRICS_NAMESPACE = "SecretsManagerRotation"
+MAX_PASSWORD_LENGTH = 4096  # GetRandomPassword's own limit
+
+_TRUE = frozenset({"true", "1", "yes", "y"})
+_FALSE = frozenset({"false", "0", "no", "n", ""})
+
+
+class Strategy(enum.Enum):
+    AUTO = "auto"
+    SINGLE_USER = "single-user"
+    ALTERNATING_USERS = "alternating-users"
+
+
+@dataclass(frozen=True)
+class PasswordPolicy:
+    """What the user asked for through the environment (engine rules are applied on top)."""
+
+    length: int = DEFAULT_PASSWORD_LENGTH
+    exclude_characters: str | None = None  # None: the engine's default exclusions
+    exclude_numbers: bool = False
+    exclude_punctuation: bool = False
+    exclude_uppercase: bool = False
+    exclude_lowercase: bool = False
+    require_each_included_type: bool = True
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    ca_bundle: str | None = None  # a PEM file; None: no system store was found (driver default)
+    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
+
+
+@dataclass(frozen=True)
+class Settings:
+    strategy: Strategy
+    connection: ConnectionSettings
+    secrets_manager_endpoint: str | None
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(f"environment variable {name} must be true or false")
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigurationError(f"environment variable {name} must be a whole number") from None
+    if not low <= value <= high:
+        raise ConfigurationError(f"environment variable {name} must be between {low} and {high}")
+    return value
+
+
+def password_policy(env: Mapping[str, str]) -> PasswordPolicy:
+    """Read the password policy; called by createSecret only, before anything is written."""
+    return PasswordPolicy(
+        length=_integer(env, PASSWORD_LENGTH, DEFAULT_PASSWORD_LENGTH, 1, MAX_PASSWORD_LENGTH),
+        exclude_characters=env.get(EXCLUDE_CHARACTERS),
+        exclude_numbers=_flag(env, EXCLUDE_NUMBERS, False),
+        exclude_punctuation=_flag(env, EXCLUDE_PUNCTUATION, False),
+        exclude_uppercase=_flag(env, EXCLUDE_UPPERCASE, False),
+        exclude_lowercase=_flag(env, EXCLUDE_LOWERCASE, False),
+        require_each_included_type=_flag(env, REQUIRE_EACH_INCLUDED_TYPE, True),
+    )
+
+
+def load(env: Mapping[str, str]) -> Settings:
+    raw_strategy = env.get(ROTATION_STRATEGY, "").strip().lower() or Strategy.AUTO.value
+    try:
+        strategy = Strategy(raw_strategy)
+    except ValueError:
+        allowed = ", ".join(s.value for s in Strategy)
+        raise ConfigurationError(f"environment variable {ROTATION_STRATEGY} must be one of {allowed}") from None
+    ca_bundle = env.get(DB_CA_BUNDLE, "").strip() or None
+    if ca_bundle is not None and not os.path.isfile(ca_bundle):
+        raise ConfigurationError(f"environment variable {DB_CA_BUNDLE} names a file that does not exist")
+    if ca_bundle is None:
+        candidates = (env.get(SSL_CERT_FILE, "").strip(), *SYSTEM_CA_FILES)
+        ca_bundle = next((path for path in candidates if path and os.path.isfile(path)), None)
+    endpoint = None
+    if not any(env.get(name) for name in STANDARD_ENDPOINT_VARIABLES):
+        endpoint = env.get(SECRETS_MANAGER_ENDPOINT, "").strip() or None
+    return Settings(
+        strategy=strategy,
+        connection=ConnectionSettings(
+            ca_bundle=ca_bundle,
+            connect_timeout=_integer(env, CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, 1, 300),
+        ),
+        secrets_manager_endpoint=endpoint,
+    )

@@ -1,0 +1,176 @@
+"""The two ways a database credential rotates, written once against DatabaseEngine.
+
+single user
+    The user changes its own password. setSecret logs in with AWSCURRENT; when that is
+    refused it checks whether the pending password already works (a step run twice), then
+    falls back to AWSPREVIOUS, as AWS's functions do. Normal path: one connection in
+    setSecret, one in testSecret.
+
+alternating users
+    Chosen when the secret has `masterarn` (AWS's field) or ROTATION_STRATEGY says so. The
+    master credential creates or updates `<username>_clone`, and each rotation switches the
+    secret to the other user, so the credential applications hold keeps working until it
+    is replaced. Before using the master credential, the current credential must log in:
+    whoever can write the rotated secret cannot make the master change a user they do not
+    already control (AWS's confused-deputy check).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from rotation_core import credentials, passwords
+from rotation_core import settings as config
+from rotation_core.credentials import DatabaseSecret
+from rotation_core.engine import DatabaseEngine
+from rotation_core.errors import AuthenticationError, ConfigurationError
+from rotation_core.observability import logger
+from rotation_core.protocol import StepContext
+from rotation_core.settings import Strategy
+
+CLONE_SUFFIX = "_clone"
+
+
+def original_username(username: str) -> str:
+    return username[: -len(CLONE_SUFFIX)] if username.endswith(CLONE_SUFFIX) else username
+
+
+def alternate_username(username: str, max_bytes: int) -> str:
+    """The other user of the pair: `name` <-> `name_clone`."""
+    if username.endswith(CLONE_SUFFIX):
+        return username[: -len(CLONE_SUFFIX)]
+    clone = username + CLONE_SUFFIX
+    if len(clone.encode()) > max_bytes:
+        raise ConfigurationError(
+            f"field 'username' is too long for alternating users: with '{CLONE_SUFFIX}' appended it would "
+            f"exceed this engine's limit of {max_bytes} bytes"
+        )
+    return clone
+
+
+class DatabaseRotation:
+    """Adapts a DatabaseEngine to the protocol, choosing the strategy from the secret."""
+
+    def __init__(self, engine: DatabaseEngine[Any]) -> None:
+        self.engine = engine
+        self.name = engine.name
+
+    # -- parsing -----------------------------------------------------------------
+    def _parse(self, text: str, role: str) -> DatabaseSecret:
+        return credentials.parse(text, role, self.engine.defaults)
+
+    def _strategy(self, ctx: StepContext, secret: DatabaseSecret) -> Strategy:
+        chosen = ctx.settings.strategy
+        if chosen is Strategy.AUTO:
+            chosen = Strategy.ALTERNATING_USERS if secret.masterarn else Strategy.SINGLE_USER
+        logger.append_keys(strategy=chosen.value)
+        return chosen
+
+    # -- connecting ----------------------------------------------------------------
+    @contextlib.contextmanager
+    def _session(self, ctx: StepContext, login: DatabaseSecret, role: str) -> Iterator[Any]:
+        try:
+            conn = self.engine.connect(login, ctx.settings.connection)
+        except AuthenticationError as exc:
+            raise AuthenticationError(f"{ctx.step}: the {role} credential could not log in: {exc}") from None
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def _logs_in(self, ctx: StepContext, login: DatabaseSecret, role: str) -> Any | None:
+        """A connection if the credential is accepted, None if it is refused."""
+        try:
+            return self.engine.connect(login, ctx.settings.connection)
+        except AuthenticationError:
+            logger.info("credential refused", extra={"credential": role})
+            return None
+
+    # -- steps -------------------------------------------------------------------
+    def create(self, ctx: StepContext) -> str:
+        current = self._parse(ctx.current(), "current")
+        policy = config.password_policy(ctx.env)
+        password = passwords.generate(policy, self.engine.password_rules)
+        username = current.username
+        if self._strategy(ctx, current) is Strategy.ALTERNATING_USERS:
+            if not current.masterarn:
+                raise ConfigurationError(
+                    "createSecret: alternating users need the field 'masterarn' in the current secret"
+                )
+            username = alternate_username(current.username, self.engine.defaults.max_username_bytes)
+        return current.with_login(username, password).to_json()
+
+    def set(self, ctx: StepContext) -> None:
+        current = self._parse(ctx.current(), "current")
+        pending = self._parse(ctx.pending(), "pending")
+        if not pending.same_target(current):
+            raise ConfigurationError(
+                "setSecret: fields 'host', 'port' and 'dbname' of the pending secret must match the current secret"
+            )
+        if self._strategy(ctx, current) is Strategy.ALTERNATING_USERS:
+            self._set_alternating(ctx, current, pending)
+        else:
+            self._set_single(ctx, current, pending)
+
+    def _set_single(self, ctx: StepContext, current: DatabaseSecret, pending: DatabaseSecret) -> None:
+        if pending.username != current.username:
+            raise ConfigurationError("setSecret: field 'username' of the pending secret differs from the current secret")
+        conn = self._logs_in(ctx, current, "current")
+        if conn is None:
+            already = self._logs_in(ctx, pending, "pending")
+            if already is not None:
+                already.close()
+                logger.info("the pending credential already logs in: nothing to set")
+                return
+            previous_text = ctx.previous()
+            if previous_text is not None:
+                previous = self._parse(previous_text, "previous")
+                if previous.username == current.username and previous.same_target(current):
+                    conn = self._logs_in(ctx, previous, "previous")
+            if conn is None:
+                raise AuthenticationError(
+                    "setSecret: neither the current, the pending nor the previous credential can log in"
+                )
+        try:
+            self.engine.set_own_password(conn, current.username, pending.password)
+        finally:
+            conn.close()
+
+    def _set_alternating(self, ctx: StepContext, current: DatabaseSecret, pending: DatabaseSecret) -> None:
+        max_bytes = self.engine.defaults.max_username_bytes
+        if pending.username != alternate_username(current.username, max_bytes):
+            raise ConfigurationError(
+                "setSecret: field 'username' of the pending secret is not the alternate of the current user"
+            )
+        if not current.masterarn:
+            raise ConfigurationError("setSecret: alternating users need the field 'masterarn' in the current secret")
+        master = credentials.parse_master(ctx.other_secret(current.masterarn, "master"), current, self.engine.defaults)
+        original = original_username(current.username)
+        if master.username in (original, original + CLONE_SUFFIX):
+            raise ConfigurationError("setSecret: the master secret's user cannot be one of the rotated users")
+        # Confused-deputy check: only a caller who holds a working current credential may
+        # have the master credential change a user's password.
+        probe = self._logs_in(ctx, current, "current")
+        if probe is None:
+            raise AuthenticationError(
+                "setSecret: the current credential could not log in; refusing to use the master credential"
+            )
+        probe.close()
+        clone = original + CLONE_SUFFIX
+        with self._session(ctx, master, "master") as conn:
+            if pending.username == clone:
+                self.engine.sync_clone(conn, original, clone, pending.password)
+            else:
+                self.engine.set_password(conn, original, pending.password)
+                self.engine.sync_clone(conn, original, clone, None)
+
+    def test(self, ctx: StepContext) -> None:
+        pending = self._parse(ctx.pending(), "pending")
+        self._strategy(ctx, pending)
+        with self._session(ctx, pending, "pending") as conn:
+            self.engine.check(conn)
+
+    def finished(self, ctx: StepContext, previous_version: str | None) -> None:
+        """Nothing to clean up: the previous user keeps working until the next rotation."""
