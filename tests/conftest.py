@@ -14,8 +14,8 @@ import pytest
 # Never reach a real AWS account from the tests.
 os.environ.update(
     AWS_ACCESS_KEY_ID="testing",
-    AWS_SECRET_ACCESS_KEY="testing",  # noqa: S105 - moto's dummy credential
-    AWS_SESSION_TOKEN="testing",  # noqa: S105
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SESSION_TOKEN="testing",
     AWS_DEFAULT_REGION="us-east-1",
     AWS_CONFIG_FILE=os.devnull,
     AWS_SHARED_CREDENTIALS_FILE=os.devnull,
@@ -24,10 +24,10 @@ os.environ.update(
 )
 os.environ.pop("AWS_PROFILE", None)
 
-from rotation_core import passwords  # noqa: E402
-from tests.engines import Harness, PostgresHarness, new_password, unique  # noqa: E402
-from tests.support import driver, leaks  # noqa: E402
-from tests.support.servers import postgres_from_env_or_start  # noqa: E402
+from rotation_core import passwords
+from tests.engines import Harness, PostgresHarness, new_password, unique
+from tests.support import driver, leaks
+from tests.support.servers import postgres_from_env_or_start
 
 
 # -- every secret value the session generates is remembered, to be looked for in logs --

@@ -62,8 +62,15 @@ class PostgresHarness:
         return rotation_handler(self.module.PostgresEngine())
 
     def secret(self, username: str, password: str, **extra: Any) -> dict[str, Any]:
-        return {"engine": "postgres", "host": self.info.host, "port": self.info.port, "username": username,
-                "password": password, "dbname": self.info.dbname, **extra}
+        return {
+            "engine": "postgres",
+            "host": self.info.host,
+            "port": self.info.port,
+            "username": username,
+            "password": password,
+            "dbname": self.info.dbname,
+            **extra,
+        }
 
     def master(self) -> dict[str, Any]:
         # As RDS-managed master secrets are: username and password only.
@@ -78,8 +85,12 @@ class PostgresHarness:
         try:
             verifier = encrypt_password(password, username, conn, "scram-sha-256")
             with conn.cursor() as cur:
-                cur.execute(sql.SQL("CREATE ROLE {} WITH LOGIN " + attributes + " PASSWORD %s").format(
-                    sql.Identifier(username)), (verifier,))
+                cur.execute(
+                    sql.SQL("CREATE ROLE {} WITH LOGIN " + attributes + " PASSWORD %s").format(
+                        sql.Identifier(username)
+                    ),
+                    (verifier,),
+                )
         finally:
             conn.close()
 

@@ -34,7 +34,9 @@ from rotation_core import (
 from rotation_core.passwords import WHITESPACE_AND_CONTROL
 
 if TYPE_CHECKING:
-    from psycopg2.extensions import connection as Connection
+    import psycopg2.extensions
+
+    Connection = psycopg2.extensions.connection
 
 # Refusals that mean "this credential is not accepted" (so another one may be tried).
 _AUTH_FAILURES = ("password authentication failed", "does not exist", "authentication failed", "password is expired")
@@ -79,7 +81,7 @@ class PostgresEngine:
             options["sslmode"] = "verify-full"
             options["sslrootcert"] = settings.ca_bundle or "system"
         try:
-            return psycopg2.connect(**options)
+            conn: Connection = psycopg2.connect(**options)
         except psycopg2.OperationalError as exc:
             message = str(exc)
             if "database" in message and "does not exist" in message:
@@ -91,8 +93,10 @@ class PostgresEngine:
                     "the server's pg_hba.conf refuses this connection (it may require TLS, or not allow this host)"
                 ) from None
             if any(marker in message for marker in _TLS_FAILURES):
-                raise UnreachableError(f"TLS with certificate verification failed: {_cause(exc, login.password)}") from None
+                cause = _cause(exc, login.password)
+                raise UnreachableError(f"TLS with certificate verification failed: {cause}") from None
             raise UnreachableError(f"cannot connect: {_cause(exc, login.password)}") from None
+        return conn
 
     @staticmethod
     def _verifier(conn: Connection, username: str, password: Sensitive) -> str:
@@ -150,7 +154,7 @@ class PostgresEngine:
                     self._alter_password(conn, clone, password)
                 # Attributes: only those that differ, so a master without CREATEDB/CREATEROLE
                 # can still rotate users that have neither.
-                changes = [
+                changes: list[sql.Composable] = [
                     sql.SQL(keyword if source[column] else "NO" + keyword)
                     for column, keyword in _ATTRIBUTES
                     if source[column] != target[column]

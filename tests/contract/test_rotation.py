@@ -31,9 +31,9 @@ def assert_rotated(case: RotationCase, before: dict[str, Any]) -> dict[str, Any]
         assert after["username"] != before["username"]
         assert {after["username"], before["username"]} == {case.username, case.username + "_clone"}
         assert case.logs_in(before), "the previous user keeps working until the next rotation"
-    for key in before:
+    for key, value in before.items():
         if key not in ("username", "password"):
-            assert after[key] == before[key], f"field {key!r} is carried over"
+            assert after[key] == value, f"field {key!r} is carried over"
     return after
 
 
@@ -85,7 +85,7 @@ def test_attached_to_a_secret_with_extra_fields(harness: Harness, sm: Any) -> No
 
 @pytest.mark.parametrize(
     "username",
-    ['we"ird \'user\'; DROP TABLE x; --', "Üñíçødé user", "user with  spaces", "back\\slash$1"],
+    ["we\"ird 'user'; DROP TABLE x; --", "Üñíçødé user", "user with  spaces", "back\\slash$1"],
 )
 def test_usernames_with_quotes_spaces_and_sql(harness: Harness, sm: Any, strategy: str, username: str) -> None:
     password = new_password()
@@ -253,8 +253,10 @@ def test_bad_secret_is_refused_before_anything_is_written(
 
 @pytest.mark.parametrize(
     ("env", "message"),
-    [({"PASSWORD_LENGTH": "0"}, "PASSWORD_LENGTH"), ({"EXCLUDE_CHARACTERS": "".join(map(chr, range(33, 127)))},
-                                                     "no character")],
+    [
+        ({"PASSWORD_LENGTH": "0"}, "PASSWORD_LENGTH"),
+        ({"EXCLUDE_CHARACTERS": "".join(map(chr, range(33, 127)))}, "no character"),
+    ],
 )
 def test_invalid_password_settings_fail_create_before_anything_is_written(
     case: RotationCase, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
@@ -274,16 +276,15 @@ def test_pending_secret_for_another_user_is_refused(case: RotationCase) -> None:
     victim, victim_password = unique("victim"), new_password()
     case.harness.create_user(victim, victim_password)
     tampered = {**case.current(), "username": victim, "password": new_password()}
-    case.sm.put_secret_value(SecretId=case.arn, ClientRequestToken=token, SecretString=json.dumps(tampered),
-                             VersionStages=["AWSPENDING"])
+    case.sm.put_secret_value(
+        SecretId=case.arn, ClientRequestToken=token, SecretString=json.dumps(tampered), VersionStages=["AWSPENDING"]
+    )
     with pytest.raises(ConfigurationError, match="username"):
         case.handler(driver.event(case.arn, token, "setSecret"), None)
     assert case.harness.logs_in(victim, victim_password)
 
 
-def test_wrong_current_password_is_an_authentication_error_naming_the_credentials(
-    harness: Harness, sm: Any
-) -> None:
+def test_wrong_current_password_is_an_authentication_error_naming_the_credentials(harness: Harness, sm: Any) -> None:
     username, password = unique("app"), new_password()
     harness.create_user(username, password)
     doc = harness.secret(username, new_password())  # not the user's password

@@ -7,6 +7,7 @@ function (no Docker), which we ignore before driving the steps ourselves.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -30,17 +31,17 @@ def start_rotation(client: Any, secret_id: str, token: str | None = None) -> str
     # rotation then ("Previous rotation request is still in progress"), so lift it first.
     for version, labels in stages(client, secret_id).items():
         if "AWSPENDING" in labels and "AWSCURRENT" in labels:
-            client.update_secret_version_stage(SecretId=secret_id, VersionStage="AWSPENDING",
-                                               RemoveFromVersionId=version)
-    try:
+            client.update_secret_version_stage(
+                SecretId=secret_id, VersionStage="AWSPENDING", RemoveFromVersionId=version
+            )
+    with contextlib.suppress(client.exceptions.ResourceNotFoundException):
+        # moto cannot invoke the function; the AWSPENDING version is prepared all the same
         client.rotate_secret(
             SecretId=secret_id,
             ClientRequestToken=token,
             RotationLambdaARN=FAKE_FUNCTION_ARN,
             RotationRules={"AutomaticallyAfterDays": 30},
         )
-    except client.exceptions.ResourceNotFoundException:
-        pass  # moto cannot invoke the function; the AWSPENDING version is prepared
     return token
 
 

@@ -112,8 +112,7 @@ def _ssl(doc: Mapping[str, Any], role: str) -> bool | None:
 
 
 def _username(doc: Mapping[str, Any], role: str, defaults: Defaults) -> str:
-    username = _text(doc, "username", role, required=True)
-    assert username is not None
+    username = _text(doc, "username", role, required=True) or ""
     if len(username.encode()) > defaults.max_username_bytes:
         raise ConfigurationError(
             f"field 'username' of the {role} secret is longer than this engine allows "
@@ -134,11 +133,10 @@ def _password(doc: Mapping[str, Any], role: str) -> Sensitive:
 
 
 def _engine(doc: Mapping[str, Any], role: str, engines: Collection[str]) -> str:
-    engine = _text(doc, "engine", role, required=True)
+    engine = _text(doc, "engine", role, required=True) or ""
     if engine not in engines:
         allowed = ", ".join(sorted(engines))
         raise ConfigurationError(f"field 'engine' of the {role} secret must be one of: {allowed}")
-    assert engine is not None
     return engine
 
 

@@ -24,7 +24,7 @@ metrics = Metrics(
     service=os.environ.get(settings.POWERTOOLS_SERVICE_NAME, settings.DEFAULT_SERVICE_NAME),
 )
 
-_tracer: Any = None
+_tracer: list[Any] = []  # the Tracer, created on first use when tracing is on
 
 
 def _tracing_enabled() -> bool:
@@ -34,15 +34,14 @@ def _tracing_enabled() -> bool:
 @contextlib.contextmanager
 def traced(step: str, engine: str) -> Iterator[None]:
     """A subsegment per step when tracing is on; nothing at all when it is off."""
-    global _tracer
     if not _tracing_enabled():
         yield
         return
-    if _tracer is None:
+    if not _tracer:
         from aws_lambda_powertools import Tracer  # deferred: pulls in the X-Ray SDK
 
-        _tracer = Tracer()
-    with _tracer.provider.in_subsegment(f"## {step}") as subsegment:
+        _tracer.append(Tracer())
+    with _tracer[0].provider.in_subsegment(f"## {step}") as subsegment:
         subsegment.put_annotation("step", step)
         subsegment.put_annotation("engine", engine)
         yield

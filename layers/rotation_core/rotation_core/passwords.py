@@ -71,7 +71,8 @@ def validate(policy: PasswordPolicy, rules: PasswordRules) -> None:
 def generate(policy: PasswordPolicy, rules: PasswordRules) -> Sensitive:
     if not rules.min_length <= policy.length <= rules.max_length:
         raise ConfigurationError(
-            f"password policy: PASSWORD_LENGTH must be between {rules.min_length} and {rules.max_length} for this engine"
+            "password policy: PASSWORD_LENGTH must be between "
+            f"{rules.min_length} and {rules.max_length} for this engine"
         )
     classes = _included_classes(policy, rules)
     if not classes:

@@ -120,9 +120,7 @@ class StepContext:
     """What a rotation may read during a step: the secret's versions, fetched on demand
     (each at most once), other secrets by ARN (the master secret), and the configuration."""
 
-    def __init__(
-        self, store: SecretsStore, event: RotationEvent, meta: SecretMetadata, env: Mapping[str, str]
-    ) -> None:
+    def __init__(self, store: SecretsStore, event: RotationEvent, meta: SecretMetadata, env: Mapping[str, str]) -> None:
         self.step = event.step
         self.token = event.token
         self.meta = meta

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from rotation_core.errors import ConfigurationError
 
 # Password policy, as AWS's rotation functions read it (GetRandomPassword's parameters).
-PASSWORD_LENGTH = "PASSWORD_LENGTH"
+PASSWORD_LENGTH = "PASSWORD_LENGTH"  # noqa: S105 - a variable name
 EXCLUDE_CHARACTERS = "EXCLUDE_CHARACTERS"
 EXCLUDE_NUMBERS = "EXCLUDE_NUMBERS"
 EXCLUDE_PUNCTUATION = "EXCLUDE_PUNCTUATION"
@@ -88,7 +88,7 @@ class Settings:
     secrets_manager_endpoint: str | None
 
 
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
     raw = env.get(name)
     if raw is None:
         return default
@@ -118,11 +118,11 @@ def password_policy(env: Mapping[str, str]) -> PasswordPolicy:
     return PasswordPolicy(
         length=_integer(env, PASSWORD_LENGTH, DEFAULT_PASSWORD_LENGTH, 1, MAX_PASSWORD_LENGTH),
         exclude_characters=env.get(EXCLUDE_CHARACTERS),
-        exclude_numbers=_flag(env, EXCLUDE_NUMBERS, False),
-        exclude_punctuation=_flag(env, EXCLUDE_PUNCTUATION, False),
-        exclude_uppercase=_flag(env, EXCLUDE_UPPERCASE, False),
-        exclude_lowercase=_flag(env, EXCLUDE_LOWERCASE, False),
-        require_each_included_type=_flag(env, REQUIRE_EACH_INCLUDED_TYPE, True),
+        exclude_numbers=_flag(env, EXCLUDE_NUMBERS, default=False),
+        exclude_punctuation=_flag(env, EXCLUDE_PUNCTUATION, default=False),
+        exclude_uppercase=_flag(env, EXCLUDE_UPPERCASE, default=False),
+        exclude_lowercase=_flag(env, EXCLUDE_LOWERCASE, default=False),
+        require_each_included_type=_flag(env, REQUIRE_EACH_INCLUDED_TYPE, default=True),
     )
 
 

@@ -116,7 +116,9 @@ class DatabaseRotation:
 
     def _set_single(self, ctx: StepContext, current: DatabaseSecret, pending: DatabaseSecret) -> None:
         if pending.username != current.username:
-            raise ConfigurationError("setSecret: field 'username' of the pending secret differs from the current secret")
+            raise ConfigurationError(
+                "setSecret: field 'username' of the pending secret differs from the current secret"
+            )
         conn = self._logs_in(ctx, current, "current")
         if conn is None:
             already = self._logs_in(ctx, pending, "pending")

@@ -1,0 +1,68 @@
+# Everything runs on Python 3.13, the Lambda runtime's version.
+#   make demo    a full rotation against a throwaway PostgreSQL and a local Secrets Manager
+#   make test    lint, types, `sam validate --lint`, then the whole test suite
+#   make bench   calls, connections, import time, wall time and memory of a rotation
+SHELL := /bin/bash
+PYTHON313 := $(shell scripts/python313.sh)
+PY_BIN := $(dir $(PYTHON313))
+VENV := .venv
+SAM_VENV := .venv-sam
+PY := $(VENV)/bin/python
+SAM := $(SAM_VENV)/bin/sam
+FUNCTIONS := $(wildcard functions/*/app.py)
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+# pip: quiet, and no warnings about this machine's optional local package folders
+PIP_QUIET := -q --disable-pip-version-check
+
+.PHONY: all venv sam-venv system-deps lint typecheck validate unit test demo bench build clean
+
+all: test
+
+$(VENV)/.installed: requirements-dev.txt layers/rotation_core/requirements.txt $(wildcard functions/*/requirements.txt)
+	test -x $(PY) || $(PYTHON313) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_QUIET) --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -m pip install $(PIP_QUIET) -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -c "import psycopg2, moto, aws_lambda_powertools, pytest, mypy, ruff"
+	touch $@
+
+$(SAM_VENV)/.installed: requirements-sam.txt
+	test -x $(SAM_VENV)/bin/python || $(PYTHON313) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install $(PIP_QUIET) -r requirements-sam.txt 2>&1 | grep -v "^WARNING: Location" || true
+	$(SAM) --version
+	touch $@
+
+venv: $(VENV)/.installed
+sam-venv: $(SAM_VENV)/.installed
+
+system-deps:
+	scripts/system-deps.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy layers/rotation_core/rotation_core
+	@for f in $(FUNCTIONS); do echo "mypy $$f"; $(VENV)/bin/mypy $$f || exit 1; done
+
+validate: sam-venv
+	$(SAM) validate --lint --region $(AWS_DEFAULT_REGION)
+
+test: system-deps venv sam-venv lint typecheck validate
+	PATH="$(PY_BIN):$$PATH" $(PY) -m pytest
+
+unit: venv
+	$(PY) -m pytest tests/unit
+
+demo: system-deps venv
+	$(PY) scripts/demo.py
+
+bench: system-deps venv
+	$(PY) bench/bench.py
+
+build: sam-venv
+	PATH="$(PY_BIN):$$PATH" $(SAM) build
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

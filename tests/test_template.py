@@ -1,0 +1,845 @@
+"""Checks of template.yaml, the SAM template of the rotation functions.
+
+The SAM transform is expanded offline with aws-sam-translator (as `sam validate`
+does, with no AWS call), so the assertions are on the real CloudFormation
+resources: the IAM roles, the Lambda functions, the layer version. Then a small
+evaluator plays CloudFormation's part for a set of parameter values: it
+evaluates the Conditions, resolves Ref/Fn::Sub/Fn::Join/Fn::If and drops
+AWS::NoValue, so that "this statement exists only when that parameter is set"
+is checked on what would be deployed, not on the shape of the YAML.
+
+Every check walks all the functions in the template, so a new engine's function
+is checked as soon as it is added.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import boto3
+import pytest
+import yaml
+from cfnlint.api import ManualArgs, lint
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+from samtranslator.yaml_helper import intrinsics_multi_constructor
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+
+TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "template.yaml"
+PROJECT_ROOT = TEMPLATE_PATH.parent
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+PARTITION = "aws"
+URL_SUFFIX = "amazonaws.com"
+STACK = "secrets-manager-rotation"
+PSEUDO = {
+    "AWS::Region": REGION,
+    "AWS::AccountId": ACCOUNT,
+    "AWS::Partition": PARTITION,
+    "AWS::URLSuffix": URL_SUFFIX,
+    "AWS::StackName": STACK,
+    "AWS::StackId": f"arn:{PARTITION}:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/0",
+}
+
+SECRETS_MANAGER_ROTATION_ACTIONS = {
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecretVersionStage",
+}
+ROTATION_CONDITION_KEY = "secretsmanager:resource/AllowRotationLambdaArn"
+RUNTIME = "python3.13"
+MEMORY_MB = 128
+TIMEOUT_SECONDS = 30
+
+MASTER_ARNS = [
+    f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:rds!cluster-1-AbCdEf",
+    f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:pg-master-??????",
+]
+KMS_ARNS = [f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0b6a9c1e-1111-2222-3333-444455556666"]
+SUBNETS = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
+SECURITY_GROUPS = ["sg-0123456789abcdef0"]
+
+# Parameter sets the policy checks run under: every optional statement off, then on.
+SCENARIOS: dict[str, dict[str, str]] = {
+    "defaults": {},
+    "everything": {
+        "PostgresMasterSecretArns": ",".join(MASTER_ARNS),
+        "KmsKeyArns": ",".join(KMS_ARNS),
+        "SubnetIds": ",".join(SUBNETS),
+        "SecurityGroupIds": ",".join(SECURITY_GROUPS),
+        "Architecture": "arm64",
+    },
+}
+
+
+# --------------------------------------------------------------------------
+# Loading and transforming
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """PyYAML's safe loader plus CloudFormation's short-form tags (!Ref, !Sub, !If...)."""
+
+
+_CloudFormationLoader.add_multi_constructor("!", intrinsics_multi_constructor)
+
+
+def load_template() -> dict[str, Any]:
+    loader = _CloudFormationLoader(TEMPLATE_PATH.read_text(encoding="utf-8"))
+    try:
+        template: dict[str, Any] = loader.get_single_data()
+    finally:
+        loader.dispose()
+    return template
+
+
+def transform(template: dict[str, Any]) -> dict[str, Any]:
+    """Expand the SAM transform offline, as `sam validate` does (local code paths become S3 URIs)."""
+    template = copy.deepcopy(template)
+    for resource in template["Resources"].values():
+        properties = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(properties.get(key), str):
+                properties[key] = f"s3://bucket/{properties[key]}"
+    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=REGION))
+    # Managed policies are named by ARN in this template; the map is only consulted for bare names.
+    result: dict[str, Any] = translator.translate(template, parameter_values={}, get_managed_policy_map=dict)
+    return result
+
+
+@pytest.fixture(scope="module")
+def sam_template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def cfn_template(sam_template: dict[str, Any]) -> dict[str, Any]:
+    return transform(sam_template)
+
+
+# --------------------------------------------------------------------------
+# A small CloudFormation: parameters, conditions and intrinsic functions
+
+
+class _NoValue:
+    """AWS::NoValue: removes the property or list item that holds it."""
+
+
+NO_VALUE = _NoValue()
+_SUB_VARIABLE = re.compile(r"\$\{([^!}][^}]*)\}")
+
+
+class Stack:
+    """What CloudFormation would deploy from `template` with the given parameter values.
+
+    Refs to resources become "{Ref:Id}" and Fn::GetAtt "{GetAtt:Id.Attribute}" so that
+    they stay visible (and comparable) in the resolved strings.
+    """
+
+    def __init__(self, template: dict[str, Any], overrides: Mapping[str, str]) -> None:
+        self.template = template
+        self.parameters: dict[str, str | list[str]] = dict(PSEUDO)
+        for name, spec in template.get("Parameters", {}).items():
+            raw = str(overrides.get(name, spec.get("Default", "")))
+            if "AllowedValues" in spec:
+                assert raw in [str(v) for v in spec["AllowedValues"]], f"{name}={raw!r} not allowed"
+            self.parameters[name] = raw.split(",") if spec["Type"] == "CommaDelimitedList" else raw
+        unknown = set(overrides) - set(template.get("Parameters", {}))
+        assert not unknown, f"no such parameters: {unknown}"
+        self.conditions: dict[str, bool] = {}
+        for name, expression in template.get("Conditions", {}).items():
+            value = self.resolve(expression)
+            assert isinstance(value, bool), f"condition {name} is not a boolean"
+            self.conditions[name] = value
+        self.resources = {
+            logical_id: self.resolve({key: value for key, value in resource.items() if key != "Condition"})
+            for logical_id, resource in template["Resources"].items()
+            if self.conditions.get(resource.get("Condition", ""), True)
+        }
+        self.outputs = {
+            name: self.resolve(output["Value"])
+            for name, output in template.get("Outputs", {}).items()
+            if self.conditions.get(output.get("Condition", ""), True)
+        }
+
+    def resolve(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [item for item in (self.resolve(i) for i in node) if item is not NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            ((key, arg),) = node.items()
+            intrinsic = self._intrinsics.get(key)
+            if intrinsic is not None:
+                return intrinsic(self, arg)
+            assert not key.startswith("Fn::"), f"the test evaluator does not know {key}"
+        resolved = {key: self.resolve(value) for key, value in node.items()}
+        return {key: value for key, value in resolved.items() if value is not NO_VALUE}
+
+    def _ref(self, name: str) -> Any:
+        if name == "AWS::NoValue":
+            return NO_VALUE
+        if name in self.parameters:
+            return self.parameters[name]
+        assert name in self.template["Resources"], f"Ref to unknown {name}"
+        return f"{{Ref:{name}}}"
+
+    def _get_att(self, arg: str | list[str]) -> str:
+        resource, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+        assert resource in self.template["Resources"], f"GetAtt of unknown {resource}"
+        return f"{{GetAtt:{resource}.{attribute}}}"
+
+    def _join(self, arg: list[Any]) -> str:
+        delimiter, items = arg
+        return str(delimiter).join(self._strings(self.resolve(items)))
+
+    def _split(self, arg: list[Any]) -> list[str]:
+        delimiter, text = arg
+        return str(self.resolve(text)).split(delimiter)
+
+    def _select(self, arg: list[Any]) -> Any:
+        index, items = arg
+        return self.resolve(items)[int(self.resolve(index))]
+
+    def _if(self, arg: list[Any]) -> Any:
+        condition, when_true, when_false = arg
+        return self.resolve(when_true if self.conditions[condition] else when_false)
+
+    def _equals(self, arg: list[Any]) -> bool:
+        left, right = (self.resolve(a) for a in arg)
+        return bool(left == right)
+
+    def _not(self, arg: list[Any]) -> bool:
+        return not self.resolve(arg[0])
+
+    def _and(self, arg: list[Any]) -> bool:
+        return all(self.resolve(a) for a in arg)
+
+    def _or(self, arg: list[Any]) -> bool:
+        return any(self.resolve(a) for a in arg)
+
+    def _condition(self, name: str) -> bool:
+        return self.conditions[name]
+
+    def _sub(self, arg: str | list[Any]) -> str:
+        text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+        values = {name: self.resolve(value) for name, value in variables.items()}
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in values:
+                return str(values[name])
+            if name in self.parameters:
+                value = self.parameters[name]
+                assert isinstance(value, str), f"${{{name}}} is a list"
+                return value
+            if "." in name:
+                return str(self.resolve({"Fn::GetAtt": name.split(".", 1)}))
+            return str(self.resolve({"Ref": name}))
+
+        return _SUB_VARIABLE.sub(replace, text).replace("${!", "${")
+
+    @staticmethod
+    def _strings(items: Any) -> list[str]:
+        assert isinstance(items, list), items
+        return [str(item) for item in items]
+
+    _intrinsics: ClassVar[dict[str, Callable[[Stack, Any], Any]]] = {
+        "Ref": _ref,
+        "Fn::GetAtt": _get_att,
+        "Fn::Sub": _sub,
+        "Fn::Join": _join,
+        "Fn::Split": _split,
+        "Fn::Select": _select,
+        "Fn::If": _if,
+        "Fn::Equals": _equals,
+        "Fn::Not": _not,
+        "Fn::And": _and,
+        "Fn::Or": _or,
+        "Condition": _condition,
+    }
+
+    def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        return {lid: r for lid, r in self.resources.items() if r["Type"] == resource_type}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def function_arn(function_name: str) -> str:
+    return f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
+
+
+def role_of(stack: Stack, function: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    role = function["Properties"]["Role"]
+    match = re.fullmatch(r"\{GetAtt:(\w+)\.Arn\}", role)
+    assert match, f"the role is not a role of this template: {role}"
+    role_id = match.group(1)
+    assert stack.resources[role_id]["Type"] == "AWS::IAM::Role"
+    return role_id, stack.resources[role_id]
+
+
+def statements_of(stack: Stack, role_id: str) -> list[dict[str, Any]]:
+    """Every statement that grants the role something: inline and attached (AWS::IAM::Policy) ones."""
+    role = stack.resources[role_id]["Properties"]
+    documents = [policy["PolicyDocument"] for policy in role.get("Policies", [])]
+    documents += [
+        resource["Properties"]["PolicyDocument"]
+        for resource in stack.resources.values()
+        if resource["Type"] in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}
+        and f"{{Ref:{role_id}}}" in resource["Properties"].get("Roles", [])
+    ]
+    return [statement for document in documents for statement in as_list(document["Statement"])]
+
+
+def grants(action_pattern: str, action: str) -> bool:
+    """Whether an IAM Action element (with its * and ? wildcards) covers `action`."""
+    return fnmatch.fnmatchcase(action.lower(), action_pattern.lower())
+
+
+def _rotation_statement_problems(statement: dict[str, Any], own_arn: str) -> list[str]:
+    """A statement conditioned on AllowRotationLambdaArn: AWS's rotation grant, for this function only."""
+    problems: list[str] = []
+    condition = statement["Condition"]
+    rotation_arn = condition["StringEquals"][ROTATION_CONDITION_KEY]
+    if rotation_arn != own_arn:
+        problems.append(f"conditioned on another function: {rotation_arn}")
+    if set(as_list(statement["Action"])) != SECRETS_MANAGER_ROTATION_ACTIONS:
+        problems.append(f"rotation statement grants {statement['Action']}")
+    expected = f"arn:{PARTITION}:secretsmanager:{REGION}:{ACCOUNT}:secret:*"
+    if as_list(statement["Resource"]) != [expected]:
+        problems.append(f"rotation statement on {statement['Resource']}")
+    if condition != {"StringEquals": {ROTATION_CONDITION_KEY: rotation_arn}}:
+        problems.append(f"unexpected extra conditions {condition}")
+    return problems
+
+
+def _master_statement_problems(statement: dict[str, Any], master_arns: list[str]) -> list[str]:
+    """Any other statement naming secretsmanager: only GetSecretValue on the listed master secrets."""
+    problems: list[str] = []
+    actions = as_list(statement["Action"])
+    resources = as_list(statement["Resource"])
+    if actions != ["secretsmanager:GetSecretValue"]:
+        problems.append(f"unconditioned statement grants {actions}")
+    if not master_arns or resources != master_arns:
+        problems.append(f"unconditioned statement on {resources}, master secrets: {master_arns}")
+    if any(r == "*" or r.endswith(":secret:*") for r in resources):
+        problems.append(f"wildcard secret without the rotation condition: {resources}")
+    return problems
+
+
+def secrets_manager_problems(statement: dict[str, Any], own_arn: str, master_arns: list[str]) -> list[str]:
+    """What is wrong with one statement from the point of view of Secrets Manager access."""
+    if "NotAction" in statement or "NotResource" in statement:
+        return ["NotAction/NotResource"]
+    if statement.get("Effect") != "Allow":
+        return []
+    actions = as_list(statement["Action"])
+    problems = []
+    if any(grants(a, "secretsmanager:GetRandomPassword") for a in actions):
+        problems.append("grants secretsmanager:GetRandomPassword")
+    if not any(grants(a, "secretsmanager:x") or a.startswith("secretsmanager:") for a in actions):
+        return problems
+    if ROTATION_CONDITION_KEY in statement.get("Condition", {}).get("StringEquals", {}):
+        return problems + _rotation_statement_problems(statement, own_arn)
+    return problems + _master_statement_problems(statement, master_arns)
+
+
+def functions_of(stack: Stack) -> dict[str, dict[str, Any]]:
+    functions = stack.of_type("AWS::Lambda::Function")
+    assert functions, "the template has no function"
+    return functions
+
+
+def master_arns_for(stack: Stack, function_id: str) -> list[str]:
+    """The master secrets a function may read: the `<Engine>MasterSecretArns` parameter of its engine."""
+    engine = function_id.removesuffix("RotationFunction")
+    value = stack.parameters.get(f"{engine}MasterSecretArns", [""])
+    assert isinstance(value, list)
+    return [arn for arn in value if arn]
+
+
+@pytest.fixture(scope="module", params=sorted(SCENARIOS))
+def stack(request: pytest.FixtureRequest, cfn_template: dict[str, Any]) -> Stack:
+    return Stack(cfn_template, SCENARIOS[request.param])
+
+
+# --------------------------------------------------------------------------
+# The checkers themselves catch what they are meant to catch
+
+
+def test_checker_flags_unconditioned_wildcard_and_random_password() -> None:
+    own = function_arn(f"{STACK}-postgres")
+    wildcard = {
+        "Effect": "Allow",
+        "Action": sorted(SECRETS_MANAGER_ROTATION_ACTIONS),
+        "Resource": f"arn:{PARTITION}:secretsmanager:{REGION}:{ACCOUNT}:secret:*",
+    }
+    assert secrets_manager_problems(wildcard, own, [])
+    assert secrets_manager_problems({"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"}, own, [])
+    assert secrets_manager_problems({"Effect": "Allow", "Action": "*", "Resource": "*"}, own, [])
+    random_password = {"Effect": "Allow", "Action": "secretsmanager:GetRandomPassword", "Resource": "*"}
+    assert "grants secretsmanager:GetRandomPassword" in secrets_manager_problems(random_password, own, [])
+    other = {**wildcard, "Condition": {"StringEquals": {ROTATION_CONDITION_KEY: function_arn("someone-else")}}}
+    assert secrets_manager_problems(other, own, [])
+    assert (
+        secrets_manager_problems({**other, "Condition": {"StringEquals": {ROTATION_CONDITION_KEY: own}}}, own, []) == []
+    )
+
+
+def test_evaluator_resolves_conditions_and_no_value() -> None:
+    template = {
+        "Parameters": {"Items": {"Type": "CommaDelimitedList", "Default": ""}},
+        "Conditions": {"HasItems": {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "Items"}]}, ""]}]}},
+        "Resources": {
+            "R": {
+                "Type": "T",
+                "Properties": {"L": ["a", {"Fn::If": ["HasItems", {"Ref": "Items"}, {"Ref": "AWS::NoValue"}]}]},
+            }
+        },
+    }
+    assert Stack(template, {}).resources["R"]["Properties"]["L"] == ["a"]
+    assert Stack(template, {"Items": "x,y"}).resources["R"]["Properties"]["L"] == ["a", ["x", "y"]]
+
+
+# --------------------------------------------------------------------------
+# The template as written
+
+
+def test_cfn_lint_reports_nothing() -> None:
+    matches = lint(TEMPLATE_PATH.read_text(encoding="utf-8"), config=ManualArgs(regions=[REGION], include_checks=["I"]))
+    assert [str(m) for m in matches] == []
+
+
+def test_transform_succeeds_and_leaves_no_sam_resource(cfn_template: dict[str, Any]) -> None:
+    types = {resource["Type"] for resource in cfn_template["Resources"].values()}
+    assert not any(t.startswith("AWS::Serverless::") for t in types), types
+    assert "Transform" not in cfn_template
+
+
+def test_code_locations_exist(sam_template: dict[str, Any]) -> None:
+    resources = sam_template["Resources"]
+    layer = resources["RotationCoreLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["ContentUri"] == "layers/rotation_core/"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Properties"]["CompatibleArchitectures"] == [{"Ref": "Architecture"}]
+    assert layer["Properties"]["RetentionPolicy"] == "Delete"
+    assert layer["Metadata"]["BuildMethod"] == "python3.13"
+    assert (PROJECT_ROOT / "layers/rotation_core/requirements.txt").is_file()
+    for logical_id, resource in resources.items():
+        if resource["Type"] == "AWS::Serverless::Function":
+            code_uri = resource["Properties"]["CodeUri"]
+            assert (PROJECT_ROOT / code_uri / "requirements.txt").is_file(), logical_id
+            module, _, handler = resource["Properties"]["Handler"].partition(".")
+            assert (module, handler) == ("app", "lambda_handler"), logical_id
+
+
+def test_parameters_defaults_match_aws(sam_template: dict[str, Any]) -> None:
+    parameters = sam_template["Parameters"]
+    # AWS's PostgreSQL default: : / @ " ' and a backslash; this is the YAML quoting test.
+    assert parameters["ExcludeCharacters"]["Default"] == ":/@\"'\\"
+    assert parameters["PasswordLength"] == {**parameters["PasswordLength"], "Type": "Number", "Default": 32}
+    for name in ("ExcludeNumbers", "ExcludePunctuation", "ExcludeUppercase", "ExcludeLowercase"):
+        assert parameters[name]["Default"] == "false", name
+        assert parameters[name]["AllowedValues"] == ["true", "false"], name
+    assert parameters["RequireEachIncludedType"]["Default"] == "true"
+    assert parameters["RotationStrategy"]["AllowedValues"] == ["auto", "single-user", "alternating-users"]
+    assert parameters["RotationStrategy"]["Default"] == "auto"
+    assert parameters["ConnectTimeout"]["Default"] == 5
+    assert parameters["DbCaBundle"]["Default"] == ""
+    assert parameters["MetricsNamespace"]["Default"] == "SecretsManagerRotation"
+    assert parameters["Architecture"]["Default"] == "x86_64"
+    for name in ("PostgresMasterSecretArns", "KmsKeyArns", "SubnetIds", "SecurityGroupIds"):
+        assert parameters[name]["Type"] == "CommaDelimitedList", name
+        assert parameters[name]["Default"] == "", name
+
+
+def test_no_resource_is_conditioned_away_by_default(cfn_template: dict[str, Any]) -> None:
+    assert set(Stack(cfn_template, {}).resources) == set(cfn_template["Resources"])
+
+
+# --------------------------------------------------------------------------
+# Functions
+
+
+def test_functions_run_python_313_at_128_mb_with_the_layer(stack: Stack) -> None:
+    layers = stack.of_type("AWS::Lambda::LayerVersion")
+    assert len(layers) == 1
+    ((layer_id, layer),) = layers.items()
+    assert layer_id.startswith("RotationCoreLayer")
+    assert layer["Properties"]["CompatibleRuntimes"] == [RUNTIME]
+    architecture = stack.parameters["Architecture"]
+    assert layer["Properties"]["CompatibleArchitectures"] == [architecture]
+    for logical_id, function in functions_of(stack).items():
+        properties = function["Properties"]
+        assert properties["Runtime"] == RUNTIME, logical_id
+        assert properties["MemorySize"] == MEMORY_MB, logical_id
+        assert properties["Timeout"] == TIMEOUT_SECONDS, logical_id
+        assert properties["Architectures"] == [architecture], logical_id
+        assert properties["Layers"] == [f"{{Ref:{layer_id}}}"], logical_id
+        assert properties["Handler"] == "app.lambda_handler", logical_id
+
+
+def test_function_names_are_explicit_and_fit(stack: Stack) -> None:
+    functions = functions_of(stack)
+    names = [function["Properties"]["FunctionName"] for function in functions.values()]
+    assert functions["PostgresRotationFunction"]["Properties"]["FunctionName"] == f"{STACK}-postgres"
+    assert len(set(names)) == len(names)
+    for name in names:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name), name
+
+
+def test_postgres_function_environment(cfn_template: dict[str, Any]) -> None:
+    stack = Stack(cfn_template, {})
+    variables = stack.resources["PostgresRotationFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables == {
+        "PASSWORD_LENGTH": "32",
+        "EXCLUDE_CHARACTERS": ":/@\"'\\",
+        "EXCLUDE_NUMBERS": "false",
+        "EXCLUDE_PUNCTUATION": "false",
+        "EXCLUDE_UPPERCASE": "false",
+        "EXCLUDE_LOWERCASE": "false",
+        "REQUIRE_EACH_INCLUDED_TYPE": "true",
+        "ROTATION_STRATEGY": "auto",
+        "DB_CA_BUNDLE": "",
+        "CONNECT_TIMEOUT": "5",
+        "SECRETS_MANAGER_ENDPOINT": f"https://secretsmanager.{REGION}.{URL_SUFFIX}",
+        "POWERTOOLS_SERVICE_NAME": "postgres-rotation",
+        "POWERTOOLS_METRICS_NAMESPACE": "SecretsManagerRotation",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+
+
+def test_environment_follows_parameters(cfn_template: dict[str, Any]) -> None:
+    stack = Stack(
+        cfn_template,
+        {
+            "PasswordLength": "40",
+            "ExcludeCharacters": "abc",
+            "ExcludePunctuation": "true",
+            "RequireEachIncludedType": "false",
+            "RotationStrategy": "alternating-users",
+            "DbCaBundle": "/opt/python/rds-global-bundle.pem",
+            "ConnectTimeout": "9",
+            "MetricsNamespace": "Other",
+            "LogLevel": "DEBUG",
+        },
+    )
+    for logical_id, function in functions_of(stack).items():
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert {
+            key: variables[key]
+            for key in (
+                "PASSWORD_LENGTH",
+                "EXCLUDE_CHARACTERS",
+                "EXCLUDE_PUNCTUATION",
+                "REQUIRE_EACH_INCLUDED_TYPE",
+                "ROTATION_STRATEGY",
+                "DB_CA_BUNDLE",
+                "CONNECT_TIMEOUT",
+                "POWERTOOLS_METRICS_NAMESPACE",
+                "POWERTOOLS_LOG_LEVEL",
+            )
+        } == {
+            "PASSWORD_LENGTH": "40",
+            "EXCLUDE_CHARACTERS": "abc",
+            "EXCLUDE_PUNCTUATION": "true",
+            "REQUIRE_EACH_INCLUDED_TYPE": "false",
+            "ROTATION_STRATEGY": "alternating-users",
+            "DB_CA_BUNDLE": "/opt/python/rds-global-bundle.pem",
+            "CONNECT_TIMEOUT": "9",
+            "POWERTOOLS_METRICS_NAMESPACE": "Other",
+            "POWERTOOLS_LOG_LEVEL": "DEBUG",
+        }, logical_id
+
+
+def test_each_function_has_its_own_service_name(stack: Stack) -> None:
+    names = [
+        f["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] for f in functions_of(stack).values()
+    ]
+    assert len(set(names)) == len(names)
+    assert all(name.endswith("-rotation") for name in names), names
+
+
+def test_secrets_manager_may_invoke_each_function_from_this_account_only(stack: Stack) -> None:
+    permissions = stack.of_type("AWS::Lambda::Permission")
+    assert "PostgresRotationFunctionInvokePermission" in permissions
+    for logical_id in functions_of(stack):
+        names = {f"{{Ref:{logical_id}}}", f"{{GetAtt:{logical_id}.Arn}}"}
+        own = [p["Properties"] for p in permissions.values() if p["Properties"]["FunctionName"] in names]
+        assert len(own) == 1, logical_id
+        assert {key: value for key, value in own[0].items() if key != "FunctionName"} == {
+            "Action": "lambda:InvokeFunction",
+            "Principal": "secretsmanager.amazonaws.com",
+            "SourceAccount": ACCOUNT,
+        }, logical_id
+
+
+def test_vpc_config_only_with_both_subnets_and_security_groups(cfn_template: dict[str, Any]) -> None:
+    cases = [
+        ({}, None),
+        ({"SubnetIds": ",".join(SUBNETS)}, None),
+        ({"SecurityGroupIds": ",".join(SECURITY_GROUPS)}, None),
+        (
+            {"SubnetIds": ",".join(SUBNETS), "SecurityGroupIds": ",".join(SECURITY_GROUPS)},
+            {"SubnetIds": SUBNETS, "SecurityGroupIds": SECURITY_GROUPS},
+        ),
+    ]
+    for overrides, expected in cases:
+        stack = Stack(cfn_template, overrides)
+        for logical_id, function in functions_of(stack).items():
+            assert function["Properties"].get("VpcConfig") == expected, (logical_id, overrides)
+            role_id, role = role_of(stack, function)
+            ec2_statements = [
+                s for s in statements_of(stack, role_id) if any(a.startswith("ec2:") for a in as_list(s["Action"]))
+            ]
+            managed = role["Properties"].get("ManagedPolicyArns", [])
+            has_vpc_permissions = bool(ec2_statements) or any("AWSLambdaVPCAccessExecutionRole" in a for a in managed)
+            assert has_vpc_permissions == (expected is not None), (logical_id, overrides)
+            if ec2_statements:
+                actions = {a for s in ec2_statements for a in as_list(s["Action"])}
+                assert actions >= {
+                    "ec2:CreateNetworkInterface",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DeleteNetworkInterface",
+                }
+                assert all(a.startswith("ec2:") for a in actions)
+
+
+def test_outputs_give_function_and_layer_arns(stack: Stack) -> None:
+    (layer_id,) = stack.of_type("AWS::Lambda::LayerVersion")
+    values = set(stack.outputs.values())
+    assert f"{{Ref:{layer_id}}}" in values
+    for logical_id in functions_of(stack):
+        assert f"{{GetAtt:{logical_id}.Arn}}" in values
+
+
+# --------------------------------------------------------------------------
+# IAM
+
+
+def test_each_function_has_its_own_lambda_role(stack: Stack) -> None:
+    role_ids = []
+    for function in functions_of(stack).values():
+        role_id, role = role_of(stack, function)
+        role_ids.append(role_id)
+        trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert trust == [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ]
+    assert len(set(role_ids)) == len(role_ids), "roles are shared between functions"
+
+
+def test_no_broad_managed_policies(stack: Stack) -> None:
+    for function in functions_of(stack).values():
+        _, role = role_of(stack, function)
+        for arn in role["Properties"].get("ManagedPolicyArns", []):
+            assert arn.endswith(
+                ("service-role/AWSLambdaBasicExecutionRole", "service-role/AWSLambdaVPCAccessExecutionRole")
+            ), arn
+
+
+def test_secrets_manager_statements_are_least_privilege(stack: Stack) -> None:
+    for logical_id, function in functions_of(stack).items():
+        own_arn = function_arn(function["Properties"]["FunctionName"])
+        role_id, _ = role_of(stack, function)
+        statements = statements_of(stack, role_id)
+        problems = [
+            (statement.get("Sid"), problem)
+            for statement in statements
+            for problem in secrets_manager_problems(statement, own_arn, master_arns_for(stack, logical_id))
+        ]
+        assert problems == [], logical_id
+        rotation = [s for s in statements if ROTATION_CONDITION_KEY in s.get("Condition", {}).get("StringEquals", {})]
+        assert len(rotation) == 1, logical_id
+        assert set(as_list(rotation[0]["Action"])) == SECRETS_MANAGER_ROTATION_ACTIONS
+
+
+def test_no_statement_anywhere_grants_random_password_or_unconditioned_secrets(stack: Stack) -> None:
+    """Also covers statements of roles or policies no function uses (they must not exist)."""
+    for resource in stack.resources.values():
+        documents: list[dict[str, Any]] = []
+        if resource["Type"] == "AWS::IAM::Role":
+            documents = [p["PolicyDocument"] for p in resource["Properties"].get("Policies", [])]
+        elif resource["Type"] in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}:
+            documents = [resource["Properties"]["PolicyDocument"]]
+        for document in documents:
+            for statement in as_list(document["Statement"]):
+                actions = as_list(statement.get("Action", []))
+                assert not any(grants(a, "secretsmanager:GetRandomPassword") for a in actions), statement
+                reads_secrets = any(grants(a, "secretsmanager:GetSecretValue") for a in actions)
+                if reads_secrets and any("*" in r for r in as_list(statement["Resource"])):
+                    conditions = statement.get("Condition", {}).get("StringEquals", {})
+                    assert ROTATION_CONDITION_KEY in conditions, statement
+
+
+def test_master_secret_read_exists_only_when_arns_are_given(cfn_template: dict[str, Any]) -> None:
+    def master_statements(stack: Stack) -> list[dict[str, Any]]:
+        role_id, _ = role_of(stack, stack.resources["PostgresRotationFunction"])
+        return [
+            s
+            for s in statements_of(stack, role_id)
+            if "secretsmanager:GetSecretValue" in as_list(s["Action"]) and "Condition" not in s
+        ]
+
+    assert master_statements(Stack(cfn_template, {})) == []
+    with_masters = master_statements(Stack(cfn_template, {"PostgresMasterSecretArns": ",".join(MASTER_ARNS)}))
+    assert len(with_masters) == 1
+    assert as_list(with_masters[0]["Action"]) == ["secretsmanager:GetSecretValue"]
+    assert with_masters[0]["Resource"] == MASTER_ARNS
+    one = master_statements(Stack(cfn_template, {"PostgresMasterSecretArns": MASTER_ARNS[0]}))
+    assert one[0]["Resource"] == [MASTER_ARNS[0]]
+    # Other optional grants do not switch it on.
+    others = {"KmsKeyArns": KMS_ARNS[0], "SubnetIds": SUBNETS[0], "SecurityGroupIds": SECURITY_GROUPS[0]}
+    assert master_statements(Stack(cfn_template, others)) == []
+
+
+def test_kms_decrypt_only_for_listed_keys_through_secrets_manager(cfn_template: dict[str, Any]) -> None:
+    def kms_statements(stack: Stack) -> list[dict[str, Any]]:
+        found = []
+        for resource in stack.of_type("AWS::IAM::Role").values():
+            for policy in resource["Properties"].get("Policies", []):
+                found += [
+                    s
+                    for s in as_list(policy["PolicyDocument"]["Statement"])
+                    if any(grants(a, "kms:Decrypt") for a in as_list(s["Action"]))
+                ]
+        return found
+
+    assert kms_statements(Stack(cfn_template, {})) == []
+    statements = kms_statements(Stack(cfn_template, {"KmsKeyArns": ",".join(KMS_ARNS)}))
+    assert statements
+    for statement in statements:
+        assert statement["Resource"] == KMS_ARNS
+        assert "kms:Decrypt" in as_list(statement["Action"])
+        assert all(a.startswith("kms:") and "*" not in a for a in as_list(statement["Action"]))
+        assert statement["Condition"] == {"StringEquals": {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}}
+
+
+def test_logs_only_to_the_functions_own_log_group(stack: Stack) -> None:
+    for logical_id, function in functions_of(stack).items():
+        name = function["Properties"]["FunctionName"]
+        log_groups = [
+            lid
+            for lid, group in stack.of_type("AWS::Logs::LogGroup").items()
+            if group["Properties"]["LogGroupName"] == f"/aws/lambda/{name}"
+        ]
+        assert len(log_groups) == 1, logical_id
+        role_id, role = role_of(stack, function)
+        logs = [s for s in statements_of(stack, role_id) if any(a.startswith("logs:") for a in as_list(s["Action"]))]
+        expected = f"arn:{PARTITION}:logs:{REGION}:{ACCOUNT}:log-group:{{Ref:{log_groups[0]}}}:*"
+        for statement in logs:
+            assert as_list(statement["Resource"]) == [expected], logical_id
+            assert set(as_list(statement["Action"])) <= {"logs:CreateLogStream", "logs:PutLogEvents"}
+        # Logging is granted inline (scoped as above) or by AWS's basic execution policy.
+        managed = role["Properties"].get("ManagedPolicyArns", [])
+        assert logs or any(a.endswith("service-role/AWSLambdaBasicExecutionRole") for a in managed)
+
+
+def test_no_wildcard_actions(stack: Stack) -> None:
+    for role_id in stack.of_type("AWS::IAM::Role"):
+        for statement in statements_of(stack, role_id):
+            for action in as_list(statement["Action"]):
+                assert "*" not in action, (role_id, action)
+
+
+# --------------------------------------------------------------------------
+# Dependencies
+
+
+def _references(node: Any) -> Iterator[str]:
+    """Logical ids (and pseudo parameters) a piece of template refers to."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _references(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                yield value
+            elif key == "Fn::GetAtt":
+                yield value[0] if isinstance(value, list) else value.split(".", 1)[0]
+            elif key == "Fn::Sub":
+                text = value if isinstance(value, str) else value[0]
+                yield from (name.split(".", 1)[0] for name in _SUB_VARIABLE.findall(text))
+                if isinstance(value, list):
+                    yield from _references(value[1])
+            else:
+                yield from _references(value)
+
+
+def dependency_graph(template: dict[str, Any]) -> dict[str, set[str]]:
+    resources = template["Resources"]
+    graph: dict[str, set[str]] = {}
+    for logical_id, resource in resources.items():
+        depends_on = as_list(resource.get("DependsOn", []))
+        refs = set(_references({k: v for k, v in resource.items() if k != "DependsOn"})) | set(depends_on)
+        graph[logical_id] = {ref for ref in refs if ref in resources}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(node: str) -> list[str] | None:
+        if node in visiting:
+            return [*visiting[visiting.index(node) :], node]
+        if node in done:
+            return None
+        visiting.append(node)
+        for neighbour in sorted(graph[node]):
+            cycle = visit(neighbour)
+            if cycle:
+                return cycle
+        visiting.pop()
+        done.add(node)
+        return None
+
+    for node in sorted(graph):
+        cycle = visit(node)
+        if cycle:
+            return cycle
+    return None
+
+
+def test_cycle_finder_finds_cycles() -> None:
+    assert find_cycle({"Role": {"Function"}, "Function": {"Role"}}) == ["Function", "Role", "Function"]
+    assert find_cycle({"Role": set(), "Function": {"Role"}}) is None
+
+
+def test_no_circular_dependency(cfn_template: dict[str, Any]) -> None:
+    graph = dependency_graph(cfn_template)
+    assert find_cycle(graph) is None
+    functions = {lid for lid, r in cfn_template["Resources"].items() if r["Type"] == "AWS::Lambda::Function"}
+    for logical_id, resource in cfn_template["Resources"].items():
+        if resource["Type"] in {"AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}:
+            assert not graph[logical_id] & functions, f"{logical_id} refers to {graph[logical_id] & functions}"
+
+
+def test_rotation_condition_names_the_function_by_its_name_not_a_reference(cfn_template: dict[str, Any]) -> None:
+    """The unresolved condition value is built from the same expression as FunctionName."""
+    resources = cfn_template["Resources"]
+    for function in (r for r in resources.values() if r["Type"] == "AWS::Lambda::Function"):
+        name = function["Properties"]["FunctionName"]
+        assert isinstance(name, dict), "FunctionName must be set explicitly"
+        assert name.keys() == {"Fn::Sub"}
+        role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+        documents = [p["PolicyDocument"] for p in resources[role_id]["Properties"]["Policies"]]
+        values = [
+            s["Condition"]["StringEquals"][ROTATION_CONDITION_KEY]
+            for d in documents
+            for s in d["Statement"]
+            if ROTATION_CONDITION_KEY in s.get("Condition", {}).get("StringEquals", {})
+        ]
+        prefix = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"
+        assert values == [{"Fn::Sub": prefix + name["Fn::Sub"]}]
