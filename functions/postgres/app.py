@@ -57,7 +57,7 @@ class PostgresEngine:
         engines=frozenset({"postgres", "aurora-postgresql"}),
         port=5432,
         dbname="postgres",
-        max_username_bytes=63,  # NAMEDATALEN - 1
+        max_username=63,  # NAMEDATALEN - 1, in bytes
     )
     # AWS's default exclusions for PostgreSQL (they break connection URIs); whitespace
     # and control characters are never used.

@@ -16,7 +16,7 @@ from rotation_core.settings import Strategy
 from rotation_core.values import Sensitive
 
 DEFAULTS = Defaults(
-    engines=frozenset({"postgres", "aurora-postgresql"}), port=5432, dbname="postgres", max_username_bytes=63
+    engines=frozenset({"postgres", "aurora-postgresql"}), port=5432, dbname="postgres", max_username=63
 )
 SECRET = "s3cr3t-Value-never-shown"
 

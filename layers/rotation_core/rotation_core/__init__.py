@@ -19,13 +19,19 @@ from rotation_core.errors import (
     UnreachableError,
 )
 from rotation_core.passwords import PasswordRules
-from rotation_core.protocol import RotationFunction
+from rotation_core.protocol import Rotation, RotationFunction, StepContext
 from rotation_core.settings import ConnectionSettings
 from rotation_core.values import Sensitive
 
 
-def rotation_handler(engine: DatabaseEngine[Any]) -> RotationFunction:
-    """The Lambda handler for a database engine (single user or alternating users)."""
+def rotation_handler(engine: DatabaseEngine[Any] | Rotation) -> RotationFunction:
+    """The Lambda handler for an engine.
+
+    A DatabaseEngine rotates through the single-user or alternating-users strategy; any
+    other kind of credential (API keys) implements the protocol's Rotation directly.
+    """
+    if isinstance(engine, Rotation):
+        return RotationFunction(engine)
     from rotation_core.strategies import DatabaseRotation
 
     return RotationFunction(DatabaseRotation(engine))
@@ -40,9 +46,11 @@ __all__ = [
     "Defaults",
     "EventError",
     "PasswordRules",
+    "Rotation",
     "RotationError",
     "RotationFunction",
     "Sensitive",
+    "StepContext",
     "UnreachableError",
     "rotation_handler",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from rotation_core.errors import ConfigurationError
 from rotation_core.values import Sensitive
@@ -25,7 +25,21 @@ class Defaults:
     engines: frozenset[str]
     port: int
     dbname: str | None
-    max_username_bytes: int
+    #: longest user name, in bytes of UTF-8 (PostgreSQL) or in characters (MySQL)
+    max_username: int
+    #: a different limit for some values of the "engine" field (MySQL 32, MariaDB 80)
+    max_username_by_engine: Mapping[str, int] = field(default_factory=dict)
+    username_unit: Literal["bytes", "characters"] = "bytes"
+
+    def username_limit(self, engine: str) -> int:
+        return self.max_username_by_engine.get(engine, self.max_username)
+
+    def username_fits(self, username: str, engine: str) -> bool:
+        size = len(username.encode()) if self.username_unit == "bytes" else len(username)
+        return size <= self.username_limit(engine)
+
+    def describe_limit(self, engine: str) -> str:
+        return f"{self.username_limit(engine)} {self.username_unit}"
 
 
 @dataclass(frozen=True)
@@ -111,12 +125,12 @@ def _ssl(doc: Mapping[str, Any], role: str) -> bool | None:
     raise ConfigurationError(f"field 'ssl' of the {role} secret must be true or false")
 
 
-def _username(doc: Mapping[str, Any], role: str, defaults: Defaults) -> str:
+def _username(doc: Mapping[str, Any], role: str, defaults: Defaults, engine: str) -> str:
     username = _text(doc, "username", role, required=True) or ""
-    if len(username.encode()) > defaults.max_username_bytes:
+    if not defaults.username_fits(username, engine):
         raise ConfigurationError(
             f"field 'username' of the {role} secret is longer than this engine allows "
-            f"({defaults.max_username_bytes} bytes)"
+            f"({defaults.describe_limit(engine)})"
         )
     return username
 
@@ -143,13 +157,14 @@ def _engine(doc: Mapping[str, Any], role: str, engines: Collection[str]) -> str:
 def parse(text: str | None, role: str, defaults: Defaults) -> DatabaseSecret:
     """Parse the rotated secret (role: current, pending or previous)."""
     doc = _load(text, role)
+    engine = _engine(doc, role, defaults.engines)
     masterarn = _text(doc, "masterarn", role, required=False)
     dbname = _text(doc, "dbname", role, required=False)
     return DatabaseSecret(
-        engine=_engine(doc, role, defaults.engines),
+        engine=engine,
         host=_text(doc, "host", role, required=True) or "",
         port=_port(doc, role, defaults.port),
-        username=_username(doc, role, defaults),
+        username=_username(doc, role, defaults, engine),
         password=_password(doc, role),
         dbname=dbname or defaults.dbname,
         masterarn=masterarn or None,
@@ -177,7 +192,7 @@ def parse_master(text: str | None, user: DatabaseSecret, defaults: Defaults) -> 
         engine=user.engine,
         host=user.host,
         port=_port(doc, role, user.port) if "port" in doc else user.port,
-        username=_username(doc, role, defaults),
+        username=_username(doc, role, defaults, user.engine),
         password=_password(doc, role),
         dbname=user.dbname,
         ssl=_ssl(doc, role) if "ssl" in doc else user.ssl,

@@ -14,11 +14,12 @@ can run again, or after a failure of any earlier step, and converges:
 
 from __future__ import annotations
 
+import abc
 import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.data_classes import SecretsManagerEvent
 
@@ -84,9 +85,11 @@ class SecretsStore:
         versions = {v: tuple(stages) for v, stages in meta.get("VersionIdsToStages", {}).items()}
         return SecretMetadata(meta["ARN"], bool(meta.get("RotationEnabled", False)), versions)
 
-    def get(self, secret_id: str, stage: str, version_id: str | None = None) -> str | None:
+    def get(self, secret_id: str, stage: str | None, version_id: str | None = None) -> str | None:
         """The SecretString at that stage (and version), or None when that version has no value."""
-        kwargs: dict[str, Any] = {"SecretId": secret_id, "VersionStage": stage}
+        kwargs: dict[str, Any] = {"SecretId": secret_id}
+        if stage is not None:
+            kwargs["VersionStage"] = stage
         if version_id is not None:
             kwargs["VersionId"] = version_id
         try:
@@ -127,9 +130,9 @@ class StepContext:
         self.env = env
         self.settings = config.load(env)
         self._store = store
-        self._cache: dict[tuple[str, str, str | None], str | None] = {}
+        self._cache: dict[tuple[str, str | None, str | None], str | None] = {}
 
-    def _get(self, secret_id: str, stage: str, version: str | None) -> str | None:
+    def _get(self, secret_id: str, stage: str | None, version: str | None) -> str | None:
         key = (secret_id, stage, version)
         if key not in self._cache:
             self._cache[key] = self._store.get(secret_id, stage, version)
@@ -153,6 +156,10 @@ class StepContext:
     def previous(self) -> str | None:
         return self._get(self.meta.arn, PREVIOUS, None)
 
+    def version(self, version_id: str) -> str | None:
+        """The value of one version of this secret, by id (None if it has none)."""
+        return self._get(self.meta.arn, None, version_id)
+
     def other_secret(self, secret_id: str, role: str) -> str:
         text = self._get(secret_id, CURRENT, None)
         if text is None:
@@ -160,22 +167,27 @@ class StepContext:
         return text
 
 
-class Rotation(Protocol):
-    """What the protocol drives: one per engine kind (databases go through strategies)."""
+class Rotation(abc.ABC):
+    """What the protocol drives. Database engines get theirs from the strategies
+    (DatabaseRotation); other credentials (API keys) subclass this directly."""
 
     name: str
 
+    @abc.abstractmethod
     def create(self, ctx: StepContext) -> str:
-        """Return the JSON of the next credential, from ctx.current()."""
-        ...
+        """Return the JSON of the next credential, built from ctx.current()."""
 
-    def set(self, ctx: StepContext) -> None: ...
+    @abc.abstractmethod
+    def set(self, ctx: StepContext) -> None:
+        """Make the pending credential valid in the target (it may already be)."""
 
-    def test(self, ctx: StepContext) -> None: ...
+    @abc.abstractmethod
+    def test(self, ctx: StepContext) -> None:
+        """Prove the pending credential works."""
 
-    def finished(self, ctx: StepContext, previous_version: str | None) -> None:
-        """After AWSCURRENT moved to the token's version (e.g. to revoke an old key)."""
-        ...
+    def finished(self, ctx: StepContext, previous_version: str | None) -> None:  # noqa: B027 - optional hook
+        """After AWSCURRENT moved to the token's version, from previous_version (which is now
+        AWSPREVIOUS). ctx.meta still shows the stages as they were before the move."""
 
 
 def _client_factory(endpoint: str | None) -> SecretsManagerClient:

@@ -23,11 +23,11 @@ from typing import Any
 
 from rotation_core import credentials, passwords
 from rotation_core import settings as config
-from rotation_core.credentials import DatabaseSecret
+from rotation_core.credentials import DatabaseSecret, Defaults
 from rotation_core.engine import DatabaseEngine
 from rotation_core.errors import AuthenticationError, ConfigurationError
 from rotation_core.observability import logger
-from rotation_core.protocol import StepContext
+from rotation_core.protocol import Rotation, StepContext
 from rotation_core.settings import Strategy
 
 CLONE_SUFFIX = "_clone"
@@ -37,20 +37,21 @@ def original_username(username: str) -> str:
     return username[: -len(CLONE_SUFFIX)] if username.endswith(CLONE_SUFFIX) else username
 
 
-def alternate_username(username: str, max_bytes: int) -> str:
+def alternate_username(secret: DatabaseSecret, defaults: Defaults) -> str:
     """The other user of the pair: `name` <-> `name_clone`."""
+    username = secret.username
     if username.endswith(CLONE_SUFFIX):
         return username[: -len(CLONE_SUFFIX)]
     clone = username + CLONE_SUFFIX
-    if len(clone.encode()) > max_bytes:
+    if not defaults.username_fits(clone, secret.engine):
         raise ConfigurationError(
             f"field 'username' is too long for alternating users: with '{CLONE_SUFFIX}' appended it would "
-            f"exceed this engine's limit of {max_bytes} bytes"
+            f"exceed this engine's limit of {defaults.describe_limit(secret.engine)}"
         )
     return clone
 
 
-class DatabaseRotation:
+class DatabaseRotation(Rotation):
     """Adapts a DatabaseEngine to the protocol, choosing the strategy from the secret."""
 
     def __init__(self, engine: DatabaseEngine[Any]) -> None:
@@ -99,7 +100,7 @@ class DatabaseRotation:
                 raise ConfigurationError(
                     "createSecret: alternating users need the field 'masterarn' in the current secret"
                 )
-            username = alternate_username(current.username, self.engine.defaults.max_username_bytes)
+            username = alternate_username(current, self.engine.defaults)
         return current.with_login(username, password).to_json()
 
     def set(self, ctx: StepContext) -> None:
@@ -141,8 +142,7 @@ class DatabaseRotation:
             conn.close()
 
     def _set_alternating(self, ctx: StepContext, current: DatabaseSecret, pending: DatabaseSecret) -> None:
-        max_bytes = self.engine.defaults.max_username_bytes
-        if pending.username != alternate_username(current.username, max_bytes):
+        if pending.username != alternate_username(current, self.engine.defaults):
             raise ConfigurationError(
                 "setSecret: field 'username' of the pending secret is not the alternate of the current user"
             )
@@ -174,5 +174,3 @@ class DatabaseRotation:
         with self._session(ctx, pending, "pending") as conn:
             self.engine.check(conn)
 
-    def finished(self, ctx: StepContext, previous_version: str | None) -> None:
-        """Nothing to clean up: the previous user keeps working until the next rotation."""
