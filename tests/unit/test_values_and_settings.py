@@ -15,9 +15,7 @@ from rotation_core.protocol import parse_event
 from rotation_core.settings import Strategy
 from rotation_core.values import Sensitive
 
-DEFAULTS = Defaults(
-    engines=frozenset({"postgres", "aurora-postgresql"}), port=5432, dbname="postgres", max_username=63
-)
+DEFAULTS = Defaults(engines=frozenset({"postgres", "aurora-postgresql"}), port=5432, dbname="postgres", max_username=63)
 SECRET = "s3cr3t-Value-never-shown"
 
 

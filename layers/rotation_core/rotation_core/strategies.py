@@ -173,4 +173,3 @@ class DatabaseRotation(Rotation):
         self._strategy(ctx, pending)
         with self._session(ctx, pending, "pending") as conn:
             self.engine.check(conn)
-
