@@ -1,12 +1,15 @@
-"""One harness per engine: what the contract suite needs to know about a real server.
+"""One harness per engine: what the contract suites need to know about a real target.
 
-The contract suite (tests/contract) is written once against this small interface and
-runs against every engine listed in HARNESSES, as HashiCorp Vault's shared database
-plugin tests do. A new engine gets the whole suite by adding its harness here.
+tests/contract/test_protocol.py is written once against `Target` and runs against every
+rotation function (databases, API keys); tests/contract/test_database.py is written once
+against `DatabaseHarness` and runs against every database engine, as HashiCorp Vault's
+shared database plugin tests do. A new engine gets the whole suite by adding its harness
+here and registering its fixture in tests/conftest.py (TARGETS).
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
 from typing import Any, Protocol
@@ -24,20 +27,86 @@ def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:8]}"
 
 
-class Harness(Protocol):
+class Target(Protocol):
+    """Whatever a rotation function keeps a credential for: a database, a key provider."""
+
+    name: str
+
+    def env(self) -> dict[str, str]: ...
+    def make_handler(self) -> RotationFunction: ...
+    def new_secret(self, sm: Any, strategy: str) -> tuple[str, dict[str, Any]]:
+        """A fresh credential, valid in the target, stored as a new secret: (ARN, its JSON)."""
+        ...
+
+    def works(self, doc: dict[str, Any]) -> bool:
+        """Whether the target accepts the credential in this secret JSON."""
+        ...
+
+    def check_rotated(self, strategy: str, before: dict[str, Any], after: dict[str, Any]) -> None:
+        """Target-specific assertions after a full rotation from `before` to `after`."""
+        ...
+
+    def fault_points(self, handler: RotationFunction) -> list[tuple[object, str]]:
+        """(object, method name) pairs that reach the target: a fault is injected after each."""
+        ...
+
+
+class DatabaseHarness:
+    """The Target side of every database engine, built on a few engine-specific methods."""
+
     name: str
     info: ServerInfo
+    strategies = ("single-user", "alternating-users")
 
-    def make_handler(self) -> RotationFunction: ...
-    def secret(self, username: str, password: str, **extra: Any) -> dict[str, Any]: ...
-    def master(self) -> dict[str, Any]: ...
-    def create_user(self, username: str, password: str) -> None: ...
-    def logs_in(self, username: str, password: str) -> bool: ...
-    def server_log(self) -> str: ...
-    def env(self) -> dict[str, str]: ...
+    def make_handler(self) -> RotationFunction:
+        raise NotImplementedError
+
+    def secret(self, username: str, password: str, **extra: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def master(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def create_user(self, username: str, password: str) -> None:
+        raise NotImplementedError
+
+    def logs_in(self, username: str, password: str) -> bool:
+        raise NotImplementedError
+
+    def server_log(self) -> str:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return {"DB_CA_BUNDLE": self.info.ca_file} if self.info.ca_file else {}
+
+    def new_secret(self, sm: Any, strategy: str) -> tuple[str, dict[str, Any]]:
+        username, password = unique("app"), new_password()
+        self.create_user(username, password)
+        extra: dict[str, Any] = {}
+        if strategy == "alternating-users":
+            extra["masterarn"] = sm.create_secret(Name=unique("master"), SecretString=json.dumps(self.master()))["ARN"]
+        doc = self.secret(username, password, **extra)
+        arn = sm.create_secret(Name=unique(f"{self.name}-secret"), SecretString=json.dumps(doc))["ARN"]
+        return arn, doc
+
+    def works(self, doc: dict[str, Any]) -> bool:
+        return self.logs_in(doc["username"], doc["password"])
+
+    def check_rotated(self, strategy: str, before: dict[str, Any], after: dict[str, Any]) -> None:
+        original = before["username"].removesuffix("_clone")
+        if strategy == "single-user":
+            assert after["username"] == before["username"]
+            assert not self.works(before), "the user's old password no longer works"
+        else:
+            assert {after["username"], before["username"]} == {original, original + "_clone"}
+            assert self.works(before), "the previous user keeps working until the next rotation"
+
+    def fault_points(self, handler: RotationFunction) -> list[tuple[object, str]]:
+        engine = handler.rotation.engine  # type: ignore[attr-defined]
+        return [(engine, name) for name in ("connect", "set_own_password", "set_password", "sync_clone", "check")]
 
 
-class PostgresHarness:
+class PostgresHarness(DatabaseHarness):
     name = "postgres"
 
     def __init__(self, server: PostgresServer) -> None:
@@ -108,6 +177,3 @@ class PostgresHarness:
 
     def server_log(self) -> str:
         return self.server.log_text()
-
-    def env(self) -> dict[str, str]:
-        return {"DB_CA_BUNDLE": self.info.ca_file} if self.info.ca_file else {}

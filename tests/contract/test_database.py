@@ -1,0 +1,145 @@
+"""The database contract: what every database engine meets, for both strategies, against
+a real server (bad secrets, odd user names, credentials that do not log in).
+
+Parametrized over every database harness (tests/engines.py).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from rotation_core import AuthenticationError, ConfigurationError
+from tests.conftest import RotationCase
+from tests.engines import DatabaseHarness, new_password, unique
+from tests.support import driver
+
+
+def test_attached_to_a_secret_with_extra_fields(harness: DatabaseHarness, sm: Any) -> None:
+    """A secret made for AWS's functions (or by RDS) keeps every field it had."""
+    username, password = unique("legacy"), new_password()
+    harness.create_user(username, password)
+    doc = harness.secret(username, password, dbInstanceIdentifier="db-1", port=str(harness.info.port))
+    arn = sm.create_secret(Name=unique("legacy"), SecretString=json.dumps(doc))["ARN"]
+    driver.rotate(harness.make_handler(), sm, arn)
+    after = json.loads(driver.value(sm, arn))
+    assert after["dbInstanceIdentifier"] == "db-1"
+    assert harness.logs_in(after["username"], after["password"])
+
+
+@pytest.mark.parametrize("strategy", DatabaseHarness.strategies)
+@pytest.mark.parametrize(
+    "username",
+    ["we\"ird 'user'; DROP TABLE x; --", "Üñíçødé user", "user with  spaces", "back\\slash$1"],
+)
+def test_usernames_with_quotes_spaces_and_sql(harness: DatabaseHarness, sm: Any, strategy: str, username: str) -> None:
+    password = new_password()
+    name = username[:40] + unique("")
+    harness.create_user(name, password)
+    extra = {}
+    if strategy == "alternating-users":
+        extra["masterarn"] = sm.create_secret(Name=unique("master"), SecretString=json.dumps(harness.master()))["ARN"]
+    arn = sm.create_secret(Name=unique("odd"), SecretString=json.dumps(harness.secret(name, password, **extra)))["ARN"]
+    handler = harness.make_handler()
+    for _ in range(2):
+        driver.rotate(handler, sm, arn)
+        current = json.loads(driver.value(sm, arn))
+        assert harness.logs_in(current["username"], current["password"])
+    assert json.loads(driver.value(sm, arn))["username"] == name  # two rotations: back to the original user
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"host": None}, "missing the field 'host'"),
+        ({"password": None}, "missing the field 'password'"),
+        ({"username": None}, "missing the field 'username'"),
+        ({"engine": "oracle"}, "field 'engine'"),
+        ({"port": "not-a-port"}, "field 'port'"),
+        ({"port": [5432]}, "field 'port'"),
+        ({"username": 7}, "field 'username'"),
+        ({"ssl": "sometimes"}, "field 'ssl'"),
+        ({"host": "db\nevil"}, "control character"),
+    ],
+)
+def test_bad_secret_is_refused_before_anything_is_written(
+    harness: DatabaseHarness, sm: Any, change: dict[str, Any], message: str
+) -> None:
+    username, password = unique("app"), new_password()
+    harness.create_user(username, password)
+    doc = {k: v for k, v in {**harness.secret(username, password), **change}.items() if v is not None}
+    arn = sm.create_secret(Name=unique("bad"), SecretString=json.dumps(doc))["ARN"]
+    token = driver.start_rotation(sm, arn)
+    with pytest.raises(ConfigurationError, match=message) as info:
+        harness.make_handler()(driver.event(arn, token, "createSecret"), None)
+    assert password not in str(info.value)
+    with pytest.raises(sm.exceptions.ResourceNotFoundException):
+        driver.value(sm, arn, "AWSPENDING", token)
+    assert harness.logs_in(username, password)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PASSWORD_LENGTH": "0"}, "PASSWORD_LENGTH"),
+        ({"EXCLUDE_CHARACTERS": "".join(map(chr, range(33, 127)))}, "no character"),
+    ],
+)
+def test_invalid_password_settings_fail_create_before_anything_is_written(
+    harness: DatabaseHarness, sm: Any, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    case = RotationCase(harness, sm, "single-user")
+    token = driver.start_rotation(case.sm, case.arn)
+    with pytest.raises(ConfigurationError, match=message):
+        case.handler(driver.event(case.arn, token, "createSecret"), None)
+    with pytest.raises(case.sm.exceptions.ResourceNotFoundException):
+        driver.value(case.sm, case.arn, "AWSPENDING", token)
+
+
+@pytest.mark.parametrize("strategy", DatabaseHarness.strategies)
+def test_pending_secret_for_another_user_is_refused(harness: DatabaseHarness, sm: Any, strategy: str) -> None:
+    """A tampered AWSPENDING (another user) must not get that user's password changed."""
+    case = RotationCase(harness, sm, strategy)
+    token = driver.start_rotation(case.sm, case.arn)
+    victim, victim_password = unique("victim"), new_password()
+    case.target.create_user(victim, victim_password)
+    tampered = {**case.current(), "username": victim, "password": new_password()}
+    case.sm.put_secret_value(
+        SecretId=case.arn, ClientRequestToken=token, SecretString=json.dumps(tampered), VersionStages=["AWSPENDING"]
+    )
+    with pytest.raises(ConfigurationError, match="username"):
+        case.handler(driver.event(case.arn, token, "setSecret"), None)
+    assert case.target.logs_in(victim, victim_password)
+
+
+def test_wrong_current_password_is_an_authentication_error_naming_the_credentials(
+    harness: DatabaseHarness, sm: Any
+) -> None:
+    username, password = unique("app"), new_password()
+    harness.create_user(username, password)
+    doc = harness.secret(username, new_password())  # not the user's password
+    arn = sm.create_secret(Name=unique("wrong"), SecretString=json.dumps(doc))["ARN"]
+    handler = harness.make_handler()
+    token = driver.start_rotation(sm, arn)
+    handler(driver.event(arn, token, "createSecret"), None)
+    with pytest.raises(AuthenticationError, match="neither the current, the pending nor the previous") as info:
+        handler(driver.event(arn, token, "setSecret"), None)
+    assert doc["password"] not in str(info.value)
+    assert harness.logs_in(username, password)
+
+
+def test_single_user_falls_back_to_the_previous_credential(harness: DatabaseHarness, sm: Any) -> None:
+    """AWSCURRENT was overwritten with a wrong password; AWSPREVIOUS still logs in."""
+    username, password = unique("app"), new_password()
+    harness.create_user(username, password)
+    arn = sm.create_secret(Name=unique("prev"), SecretString=json.dumps(harness.secret(username, password)))["ARN"]
+    sm.put_secret_value(SecretId=arn, SecretString=json.dumps(harness.secret(username, new_password())))
+    handler = harness.make_handler()
+    driver.rotate(handler, sm, arn)
+    current = json.loads(driver.value(sm, arn))
+    assert harness.logs_in(username, current["password"])
+    assert not harness.logs_in(username, password)
