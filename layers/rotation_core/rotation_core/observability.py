@@ -24,7 +24,7 @@ metrics = Metrics(
     service=os.environ.get(settings.POWERTOOLS_SERVICE_NAME, settings.DEFAULT_SERVICE_NAME),
 )
 
-_tracer: list[Any] = []  # the Tracer, created on first use when tracing is on
+_tracer: list[Any] = []  # [Tracer] once created, [None] when the X-Ray SDK is missing
 
 
 def _tracing_enabled() -> bool:
@@ -38,9 +38,18 @@ def traced(step: str, engine: str) -> Iterator[None]:
         yield
         return
     if not _tracer:
-        from aws_lambda_powertools import Tracer  # deferred: pulls in the X-Ray SDK
+        try:
+            from aws_lambda_powertools import Tracer  # deferred: pulls in the X-Ray SDK
 
-        _tracer.append(Tracer())
+            _tracer.append(Tracer())
+        except ImportError:
+            # The layer does not bundle the X-Ray SDK (it would bring its own botocore):
+            # add aws-xray-sdk to the function to trace.
+            logger.warning("tracing is on but the X-Ray SDK is not installed: steps are not traced")
+            _tracer.append(None)
+    if _tracer[0] is None:
+        yield
+        return
     with _tracer[0].provider.in_subsegment(f"## {step}") as subsegment:
         subsegment.put_annotation("step", step)
         subsegment.put_annotation("engine", engine)
@@ -52,4 +61,7 @@ def record_step(engine: str, step: str, ok: bool, duration_ms: float) -> None:
     metrics.add_dimension(name="step", value=step)
     metrics.add_metric(name="StepSucceeded" if ok else "StepFailed", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="StepDuration", unit=MetricUnit.Milliseconds, value=round(duration_ms, 3))
-    metrics.flush_metrics()
+    try:
+        metrics.flush_metrics()
+    finally:
+        metrics.clear_metrics()  # flush skips this when metrics are disabled
