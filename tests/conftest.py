@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -78,6 +79,31 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if reporter is not None:
             reporter.write_line(f"SECRET LEAK: captured output contains generated values of kind(s): {found}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+class _CurrentStdout:
+    """Writes to whatever sys.stdout is now. Powertools' log handler keeps the stdout it
+    found at import time; pointing it here lets capsys see the function's JSON logs, as
+    it sees its EMF metrics (which Powertools print())."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+def _follow_stdout() -> None:
+    import logging
+
+    from rotation_core.observability import logger
+
+    for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.stream = _CurrentStdout()
+
+
+_follow_stdout()
 
 
 # -- Secrets Manager: moto's server over HTTP, as the function sees the real service --

@@ -218,13 +218,13 @@ def test_create_and_finish_never_import_the_driver(pg: PostgresHarness, sm: Any,
 
 
 def test_logs_of_a_rotation_hold_no_secret(
-    pg: PostgresHarness, sm: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    pg: PostgresHarness, sm: Any, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     case = RotationCase(pg, sm, "alternating-users")
     token = driver.start_rotation(sm, case.arn)
     for step in driver.STEPS:
         case.handler(driver.event(case.arn, token, step, rotation_token="rotation-token-" + driver.new_token()), None)
-    out, err = capfd.readouterr()
+    out, err = capsys.readouterr()
     text = out + err + caplog.text
     assert '"step":"setSecret"' in text and "StepSucceeded" in text, "the logs and metrics were captured"
     current = case.current()
