@@ -126,7 +126,9 @@ def test_wrong_current_password_is_an_authentication_error_naming_the_credential
     handler = harness.make_handler()
     token = driver.start_rotation(sm, arn)
     handler(driver.event(arn, token, "createSecret"), None)
-    with pytest.raises(AuthenticationError, match="neither the current, the pending nor the previous") as info:
+    with pytest.raises(
+        AuthenticationError, match="neither the current, the pending, the previous nor an abandoned"
+    ) as info:
         handler(driver.event(arn, token, "setSecret"), None)
     assert doc["password"] not in str(info.value)
     assert harness.logs_in(username, password)
@@ -143,3 +145,18 @@ def test_single_user_falls_back_to_the_previous_credential(harness: DatabaseHarn
     current = json.loads(driver.value(sm, arn))
     assert harness.logs_in(username, current["password"])
     assert not harness.logs_in(username, password)
+
+
+def test_single_user_recovers_the_password_of_an_abandoned_rotation(harness: DatabaseHarness, sm: Any) -> None:
+    """AWS's lockout: setSecret changed the password, the rotation never finished, and a new
+    rotation moved AWSPENDING away, so only a version without labels holds the working password."""
+    case = RotationCase(harness, sm, "single-user")
+    abandoned = driver.start_rotation(sm, case.arn)
+    driver.run_steps(case.handler, case.arn, abandoned, ("createSecret", "setSecret"))
+    stranded = json.loads(driver.value(sm, case.arn, "AWSPENDING", abandoned))
+    assert not case.works(case.current()), "the database has the abandoned rotation's password"
+    token = driver.start_rotation(sm, case.arn)  # moves AWSPENDING to the new version
+    assert driver.stages(sm, case.arn)[abandoned] == []
+    driver.run_steps(case.handler, case.arn, token)
+    assert case.works(case.current())
+    assert not case.works(stranded)

@@ -101,6 +101,14 @@ class SecretsStore:
             raise ConfigurationError(f"the secret's {stage} version is binary; only SecretString secrets are supported")
         return text
 
+    def unlabelled_versions(self, secret_id: str, limit: int) -> list[str]:
+        """Ids of the newest versions that carry no staging label (an abandoned rotation's
+        AWSPENDING, once the label moved on), newest first."""
+        listed = self._client.list_secret_version_ids(SecretId=secret_id, IncludeDeprecated=True, MaxResults=20)
+        orphans = [v for v in listed.get("Versions", []) if not v.get("VersionStages")]
+        orphans.sort(key=lambda v: v.get("CreatedDate") or 0, reverse=True)
+        return [v["VersionId"] for v in orphans[:limit]]
+
     def put_pending(self, secret_id: str, token: str, text: str, rotation_token: str | None) -> None:
         kwargs: dict[str, Any] = {
             "SecretId": secret_id,
@@ -159,6 +167,20 @@ class StepContext:
     def version(self, version_id: str) -> str | None:
         """The value of one version of this secret, by id (None if it has none)."""
         return self._get(self.meta.arn, None, version_id)
+
+    def abandoned(self, limit: int = 3) -> list[str]:
+        """Values of the newest versions without any staging label: where the password of an
+        abandoned rotation is, after its AWSPENDING label was moved or removed. Only read on
+        the failure path (ListSecretVersionIds plus one GetSecretValue each)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            ids = self._store.unlabelled_versions(self.meta.arn, limit)
+        except ClientError as exc:  # e.g. a role without secretsmanager:ListSecretVersionIds
+            logger.warning("cannot list earlier versions", extra={"error": exc.response["Error"].get("Code")})
+            return []
+        values = (self.version(v) for v in ids)
+        return [value for value in values if value is not None]
 
     def other_secret(self, secret_id: str, role: str) -> str:
         text = self._get(secret_id, CURRENT, None)

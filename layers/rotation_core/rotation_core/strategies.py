@@ -133,13 +133,33 @@ class DatabaseRotation(Rotation):
                 if previous.username == current.username and previous.same_target(current):
                     conn = self._logs_in(ctx, previous, "previous")
             if conn is None:
+                conn = self._abandoned_login(ctx, current)
+            if conn is None:
                 raise AuthenticationError(
-                    "setSecret: neither the current, the pending nor the previous credential can log in"
+                    "setSecret: neither the current, the pending, the previous nor an abandoned earlier "
+                    "credential can log in"
                 )
         try:
             self.engine.set_own_password(conn, current.username, pending.password)
         finally:
             conn.close()
+
+    def _abandoned_login(self, ctx: StepContext, current: DatabaseSecret) -> Any | None:
+        """The lockout AWS's functions leave behind: a rotation set a new password, then was
+        abandoned and its AWSPENDING label moved on (a new RotateSecret, or a manual clean-up),
+        so the only password that logs in sits in a version without labels. Find it."""
+        for text in ctx.abandoned():
+            try:
+                candidate = self._parse(text, "earlier")
+            except ConfigurationError:
+                continue
+            if candidate.username != current.username or not candidate.same_target(current):
+                continue
+            conn = self._logs_in(ctx, candidate, "earlier")
+            if conn is not None:
+                logger.warning("recovered: an abandoned rotation's password logs in; rotating from it")
+                return conn
+        return None
 
     def _set_alternating(self, ctx: StepContext, current: DatabaseSecret, pending: DatabaseSecret) -> None:
         if pending.username != alternate_username(current, self.engine.defaults):
