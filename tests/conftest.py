@@ -26,9 +26,9 @@ os.environ.update(
 os.environ.pop("AWS_PROFILE", None)
 
 from rotation_core import passwords
-from tests.engines import DatabaseHarness, PostgresHarness, Target
+from tests.engines import DatabaseHarness, MySQLHarness, PostgresHarness, Target
 from tests.support import driver, leaks
-from tests.support.servers import postgres_from_env_or_start
+from tests.support.servers import mariadb_from_env_or_start, postgres_from_env_or_start
 
 
 # -- every secret value the session generates is remembered, to be looked for in logs --
@@ -143,12 +143,22 @@ def postgres_harness() -> Iterator[PostgresHarness]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def mysql_harness() -> Iterator[MySQLHarness]:
+    server = mariadb_from_env_or_start()
+    try:
+        yield MySQLHarness(server)
+    finally:
+        server.stop()
+
+
 # Every rotation function's target, by fixture name, with the strategies it rotates by.
 # The protocol contract runs on all of them; the database contract on DATABASE_FIXTURES.
 TARGETS: dict[str, tuple[str, ...]] = {
     "postgres_harness": PostgresHarness.strategies,
+    "mysql_harness": MySQLHarness.strategies,
 }
-DATABASE_FIXTURES = ["postgres_harness"]
+DATABASE_FIXTURES = ["postgres_harness", "mysql_harness"]
 
 
 def _use(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, fixture: str) -> Any:

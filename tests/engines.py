@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from rotation_core import RotationFunction, rotation_handler
 from tests.support import functions, leaks
-from tests.support.servers import PostgresServer, ServerInfo
+from tests.support.servers import MariaDBServer, PostgresServer, ServerInfo, mysql_native_password_hash
 
 
 def new_password() -> str:
@@ -170,6 +170,83 @@ class PostgresHarness(DatabaseHarness):
             conn = self.server.connect(username, password)
         except psycopg2.OperationalError as exc:
             if "authentication failed" in str(exc) or "does not exist" in str(exc):
+                return False
+            raise
+        conn.close()
+        return True
+
+    def server_log(self) -> str:
+        return self.server.log_text()
+
+
+class MySQLHarness(DatabaseHarness):
+    """The MySQL engine against a MariaDB server (its secrets say engine "mariadb")."""
+
+    name = "mysql"
+    # What an RDS for MariaDB master user holds (no SUPER), with GRANT OPTION.
+    MASTER_PRIVILEGES = (
+        "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, RELOAD, PROCESS, REFERENCES, INDEX, ALTER, "
+        "SHOW DATABASES, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, REPLICATION SLAVE, BINLOG MONITOR, "
+        "CREATE VIEW, SHOW VIEW, CREATE ROUTINE, ALTER ROUTINE, CREATE USER, EVENT, TRIGGER"
+    )
+
+    def __init__(self, server: MariaDBServer) -> None:
+        self.server = server
+        self.info = server.info
+        self.module = functions.load("mysql")
+        # The engine's mysql_native_password hashes join the secrets the log scan looks for.
+        hash_password = self.module.native_password_hash
+
+        def remembering(password: Any) -> str:
+            return leaks.remember(hash_password(password), "hash")
+
+        self.module.native_password_hash = remembering
+        # An RDS-like master: the privileges above, not ALL.
+        self.master_user = unique("rotation_master")
+        self.master_password = new_password()
+        self.create_user(self.master_user, self.master_password)
+        self.admin_execute(f"GRANT {self.MASTER_PRIVILEGES} ON *.* TO %s@'%%' WITH GRANT OPTION", (self.master_user,))
+
+    def admin_execute(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = self.server.admin_connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement, params or None)
+                return list(cur.fetchall()) if cur.description else []
+        finally:
+            conn.close()
+
+    def make_handler(self) -> RotationFunction:
+        return rotation_handler(self.module.MySQLEngine())
+
+    def secret(self, username: str, password: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "engine": "mariadb",
+            "host": self.info.host,
+            "port": self.info.port,
+            "username": username,
+            "password": password,
+            **extra,
+        }
+
+    def master(self) -> dict[str, Any]:
+        # As RDS-managed master secrets are: username and password only.
+        return {"username": self.master_user, "password": self.master_password}
+
+    def create_user(self, username: str, password: str, host: str = "%") -> None:
+        """Create a mysql_native_password account; only its hash reaches the server (its log stays clean)."""
+        self.admin_execute(
+            "CREATE USER %s@%s IDENTIFIED BY PASSWORD %s", (username, host, mysql_native_password_hash(password))
+        )
+
+    def logs_in(self, username: str, password: str) -> bool:
+        from tests.support.servers import import_pymysql
+
+        pymysql = import_pymysql()
+        try:
+            conn = self.server.connect(username, password)
+        except pymysql.err.OperationalError as exc:
+            if exc.args[0] in (1045, 1698):
                 return False
             raise
         conn.close()
