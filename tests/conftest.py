@@ -152,13 +152,25 @@ def mysql_harness() -> Iterator[MySQLHarness]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def redshift_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tests.engines import RedshiftHarness  # PostgreSQL (md5) behind a shim, as Redshift
+
+    harness = RedshiftHarness.from_env_or_start(str(tmp_path_factory.mktemp("redshift-shim")))
+    try:
+        yield harness
+    finally:
+        harness.stop()
+
+
 # Every rotation function's target, by fixture name, with the strategies it rotates by.
 # The protocol contract runs on all of them; the database contract on DATABASE_FIXTURES.
 TARGETS: dict[str, tuple[str, ...]] = {
     "postgres_harness": PostgresHarness.strategies,
     "mysql_harness": MySQLHarness.strategies,
+    "redshift_harness": DatabaseHarness.strategies,
 }
-DATABASE_FIXTURES = ["postgres_harness", "mysql_harness"]
+DATABASE_FIXTURES = ["postgres_harness", "mysql_harness", "redshift_harness"]
 
 
 def _use(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, fixture: str) -> Any:

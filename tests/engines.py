@@ -254,3 +254,156 @@ class MySQLHarness(DatabaseHarness):
 
     def server_log(self) -> str:
         return self.server.log_text()
+
+
+def redshift_md5(password: str, username: str) -> str:
+    """Redshift's md5 password form, computed independently of the engine under test."""
+    import hashlib
+
+    return "md5" + hashlib.md5((password + username).encode(), usedforsecurity=False).hexdigest()
+
+
+class RedshiftHarness(DatabaseHarness):
+    """The Redshift engine against an emulated Redshift: a throwaway PostgreSQL with md5
+    authentication (PostgresServer(auth="md5")) behind RedshiftShim, which lets the real
+    redshift_connector in (tests/support/redshift_shim.py says what it changes, and why).
+
+    The engine connects through the shim; the harness itself (creating users, checking
+    logins) talks to the server with psycopg2, which also speaks to a real Redshift.
+    TEST_REDSHIFT_URL=postgresql://master:PW@cluster:5439/dev[?sslrootcert=...] points
+    both at a real cluster or Serverless workgroup instead (no shim, no server log).
+    """
+
+    name = "redshift"
+    DBNAME = "dev"  # Redshift's default database, created in the emulation
+
+    def __init__(self, server: PostgresServer, shim: Any | None, master_user: str, master_password: str) -> None:
+        self.server = server
+        self.shim = shim
+        self.module = functions.load("redshift")
+        # The engine's md5 password forms join the secrets the log scan looks for.
+        md5_password = self.module.md5_password
+
+        def remembering(password: Any, username: str) -> str:
+            return leaks.remember(md5_password(password, username), "hash")
+
+        if not getattr(md5_password, "remembering", False):
+            remembering.remembering = True  # type: ignore[attr-defined]
+            self.module.md5_password = remembering
+        self.master_user = master_user
+        self.master_password = master_password
+        info = server.info
+        self.dbname = info.dbname if shim is None else self.DBNAME
+        if shim is not None:  # the engine sees the shim, as if it were Redshift's endpoint
+            info = ServerInfo(
+                engine="redshift",
+                host=shim.host,
+                port=shim.port,
+                admin_user=master_user,
+                admin_password=master_password,
+                ca_file=shim.ca_file,
+                log_file=info.log_file,
+                dbname=self.DBNAME,
+            )
+        self.info = info
+
+    @classmethod
+    def from_env_or_start(cls, directory: str) -> RedshiftHarness:
+        import os
+
+        from psycopg2 import sql
+
+        from tests.support.redshift_shim import RedshiftShim
+
+        url = os.environ.get("TEST_REDSHIFT_URL")
+        if url:
+            server = PostgresServer.from_url(url)
+            return cls(server, None, server.info.admin_user, server.info.admin_password)
+        server = PostgresServer(auth="md5")
+        server.start()
+        try:
+            # The Redshift admin user is a superuser; only its md5 form reaches the server.
+            master_user, master_password = unique("rotation_master"), new_password()
+            admin = server.admin_connect()
+            try:
+                with admin.cursor() as cur:
+                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(cls.DBNAME)))
+                    cur.execute(
+                        sql.SQL("CREATE USER {} SUPERUSER PASSWORD %s").format(sql.Identifier(master_user)),
+                        (leaks.remember(redshift_md5(master_password, master_user), "hash"),),
+                    )
+            finally:
+                admin.close()
+            shim = RedshiftShim(server.info.host, server.info.port, server.info.ca_file, directory).start()
+        except BaseException:
+            server.stop()
+            raise
+        return cls(server, shim, master_user, master_password)
+
+    def stop(self) -> None:
+        if self.shim is not None:
+            self.shim.stop()
+        self.server.stop()
+
+    def env(self) -> dict[str, str]:
+        # redshift_connector trusts the system store (OpenSSL's SSL_CERT_FILE) plus its own
+        # Redshift CA bundle and takes no CA file: DB_CA_BUNDLE does not apply to it.
+        return {"SSL_CERT_FILE": self.info.ca_file} if self.info.ca_file else {}
+
+    def make_handler(self) -> RotationFunction:
+        return rotation_handler(self.module.RedshiftEngine())
+
+    def secret(self, username: str, password: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "engine": "redshift",
+            "host": self.info.host,
+            "port": self.info.port,
+            "username": username,
+            "password": password,
+            "dbname": self.dbname,
+            **extra,
+        }
+
+    def master(self) -> dict[str, Any]:
+        # As the secrets Redshift manages for its admin user: username and password only.
+        return {"username": self.master_user, "password": self.master_password}
+
+    def connect(self, username: str, password: str) -> Any:
+        """psycopg2 to the server itself (not through the shim), in the secrets' database."""
+        return self.server.connect(username, password, self.dbname)
+
+    def admin_execute(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = self.connect(self.master_user, self.master_password)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement, params or None)
+                return list(cur.fetchall()) if cur.description else []
+        finally:
+            conn.close()
+
+    def create_user(self, username: str, password: str) -> None:
+        """Create a user as a Redshift admin would: only the md5 form reaches the server."""
+        from psycopg2 import sql
+
+        digest = leaks.remember(redshift_md5(password, username), "hash")
+        conn = self.connect(self.master_user, self.master_password)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql.SQL("CREATE USER {} PASSWORD %s").format(sql.Identifier(username)), (digest,))
+        finally:
+            conn.close()
+
+    def logs_in(self, username: str, password: str) -> bool:
+        import psycopg2
+
+        try:
+            conn = self.connect(username, password)
+        except psycopg2.OperationalError as exc:
+            if "authentication failed" in str(exc) or "does not exist" in str(exc):
+                return False
+            raise
+        conn.close()
+        return True
+
+    def server_log(self) -> str:
+        return self.server.log_text()

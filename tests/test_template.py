@@ -51,6 +51,7 @@ PSEUDO = {
 SECRETS_MANAGER_ROTATION_ACTIONS = {
     "secretsmanager:DescribeSecret",
     "secretsmanager:GetSecretValue",
+    "secretsmanager:ListSecretVersionIds",  # failure path: find an abandoned rotation's password
     "secretsmanager:PutSecretValue",
     "secretsmanager:UpdateSecretVersionStage",
 }
@@ -64,6 +65,13 @@ MASTER_ARNS = [
     f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:pg-master-??????",
 ]
 KMS_ARNS = [f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0b6a9c1e-1111-2222-3333-444455556666"]
+NO_CA_BUNDLE = {"RedshiftRotationFunction"}
+# Each database function reads only the master secrets named by its own parameter.
+MASTER_PARAMETERS = {
+    "PostgresRotationFunction": "PostgresMasterSecretArns",
+    "MySqlRotationFunction": "MySqlMasterSecretArns",
+    "RedshiftRotationFunction": "RedshiftMasterSecretArns",
+}
 SUBNETS = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
 SECURITY_GROUPS = ["sg-0123456789abcdef0"]
 
@@ -72,6 +80,8 @@ SCENARIOS: dict[str, dict[str, str]] = {
     "defaults": {},
     "everything": {
         "PostgresMasterSecretArns": ",".join(MASTER_ARNS),
+        "MySqlMasterSecretArns": ",".join(MASTER_ARNS),
+        "RedshiftMasterSecretArns": ",".join(MASTER_ARNS),
         "KmsKeyArns": ",".join(KMS_ARNS),
         "SubnetIds": ",".join(SUBNETS),
         "SecurityGroupIds": ",".join(SECURITY_GROUPS),
@@ -458,7 +468,7 @@ def test_parameters_defaults_match_aws(sam_template: dict[str, Any]) -> None:
     assert parameters["DbCaBundle"]["Default"] == ""
     assert parameters["MetricsNamespace"]["Default"] == "SecretsManagerRotation"
     assert parameters["Architecture"]["Default"] == "x86_64"
-    for name in ("PostgresMasterSecretArns", "KmsKeyArns", "SubnetIds", "SecurityGroupIds"):
+    for name in (*MASTER_PARAMETERS.values(), "KmsKeyArns", "SubnetIds", "SecurityGroupIds"):
         assert parameters[name]["Type"] == "CommaDelimitedList", name
         assert parameters[name]["Default"] == "", name
 
@@ -556,7 +566,8 @@ def test_environment_follows_parameters(cfn_template: dict[str, Any]) -> None:
             "EXCLUDE_PUNCTUATION": "true",
             "REQUIRE_EACH_INCLUDED_TYPE": "false",
             "ROTATION_STRATEGY": "alternating-users",
-            "DB_CA_BUNDLE": "/opt/python/rds-global-bundle.pem",
+            # redshift-connector takes no CA file: that function keeps DB_CA_BUNDLE empty
+            "DB_CA_BUNDLE": "" if logical_id in NO_CA_BUNDLE else "/opt/python/rds-global-bundle.pem",
             "CONNECT_TIMEOUT": "9",
             "POWERTOOLS_METRICS_NAMESPACE": "Other",
             "POWERTOOLS_LOG_LEVEL": "DEBUG",
@@ -683,9 +694,12 @@ def test_no_statement_anywhere_grants_random_password_or_unconditioned_secrets(s
                     assert ROTATION_CONDITION_KEY in conditions, statement
 
 
-def test_master_secret_read_exists_only_when_arns_are_given(cfn_template: dict[str, Any]) -> None:
-    def master_statements(stack: Stack) -> list[dict[str, Any]]:
-        role_id, _ = role_of(stack, stack.resources["PostgresRotationFunction"])
+@pytest.mark.parametrize(("function_id", "parameter"), sorted(MASTER_PARAMETERS.items()))
+def test_master_secret_read_exists_only_when_arns_are_given(
+    cfn_template: dict[str, Any], function_id: str, parameter: str
+) -> None:
+    def master_statements(stack: Stack, of: str = function_id) -> list[dict[str, Any]]:
+        role_id, _ = role_of(stack, stack.resources[of])
         return [
             s
             for s in statements_of(stack, role_id)
@@ -693,14 +707,15 @@ def test_master_secret_read_exists_only_when_arns_are_given(cfn_template: dict[s
         ]
 
     assert master_statements(Stack(cfn_template, {})) == []
-    with_masters = master_statements(Stack(cfn_template, {"PostgresMasterSecretArns": ",".join(MASTER_ARNS)}))
+    with_masters = master_statements(Stack(cfn_template, {parameter: ",".join(MASTER_ARNS)}))
     assert len(with_masters) == 1
     assert as_list(with_masters[0]["Action"]) == ["secretsmanager:GetSecretValue"]
     assert with_masters[0]["Resource"] == MASTER_ARNS
-    one = master_statements(Stack(cfn_template, {"PostgresMasterSecretArns": MASTER_ARNS[0]}))
+    one = master_statements(Stack(cfn_template, {parameter: MASTER_ARNS[0]}))
     assert one[0]["Resource"] == [MASTER_ARNS[0]]
-    # Other optional grants do not switch it on.
+    # Other optional grants, and other engines' master secrets, do not switch it on.
     others = {"KmsKeyArns": KMS_ARNS[0], "SubnetIds": SUBNETS[0], "SecurityGroupIds": SECURITY_GROUPS[0]}
+    others.update({p: MASTER_ARNS[0] for p in MASTER_PARAMETERS.values() if p != parameter})
     assert master_statements(Stack(cfn_template, others)) == []
 
 

@@ -84,7 +84,8 @@ def test_bad_secret_is_refused_before_anything_is_written(
     ("env", "message"),
     [
         ({"PASSWORD_LENGTH": "0"}, "PASSWORD_LENGTH"),
-        ({"EXCLUDE_CHARACTERS": "".join(map(chr, range(33, 127)))}, "no character"),
+        # An engine that requires character classes (Redshift) names the first class left empty.
+        ({"EXCLUDE_CHARACTERS": "".join(map(chr, range(33, 127)))}, "no character|removes every character"),
     ],
 )
 def test_invalid_password_settings_fail_create_before_anything_is_written(

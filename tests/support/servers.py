@@ -423,15 +423,28 @@ def _pg_quote(value: str) -> str:
 
 
 class PostgresServer(_Server):
-    """A throwaway PostgreSQL cluster (scram-sha-256 auth, TLS, every statement logged)."""
+    """A throwaway PostgreSQL cluster (scram-sha-256 auth, TLS, every statement logged).
+
+    ``auth="md5"`` makes pg_hba.conf ask for ``md5`` and sets ``password_encryption = md5``,
+    as Amazon Redshift authenticates: roles given an md5 password (``PASSWORD 'md5…'``,
+    pre-hashed) then log in with the md5 challenge. Roles that hold a SCRAM verifier
+    (the admin, from initdb) still log in with SCRAM, which PostgreSQL uses for ``md5``
+    lines whenever the stored password is a SCRAM verifier.
+    """
 
     engine = "postgres"
     _service_user = "postgres"
     _stop_signal = signal.SIGQUIT  # immediate shutdown: the data is thrown away anyway
+    AUTH_METHODS = ("scram-sha-256", "md5")
 
-    def __init__(self, *, external: ServerInfo | None = None, sslmode: str | None = None) -> None:
+    def __init__(
+        self, *, external: ServerInfo | None = None, sslmode: str | None = None, auth: str = "scram-sha-256"
+    ) -> None:
         super().__init__(external=external)
+        if auth not in self.AUTH_METHODS:
+            raise ValueError(f"auth must be one of {self.AUTH_METHODS}")
         self._default_sslmode = sslmode
+        self.auth = auth
 
     @classmethod
     def from_url(cls, url: str) -> PostgresServer:
@@ -499,7 +512,7 @@ class PostgresServer(_Server):
             "ssl_cert_file": _pg_quote(tls.cert_file),
             "ssl_key_file": _pg_quote(tls.key_file),
             "ssl_ca_file": _pg_quote(tls.ca_file),
-            "password_encryption": _pg_quote("scram-sha-256"),
+            "password_encryption": _pg_quote(self.auth),
             "logging_collector": "off",
             "log_destination": _pg_quote("stderr"),
             "log_statement": _pg_quote("all"),
@@ -518,9 +531,9 @@ class PostgresServer(_Server):
             conf.writelines(f"{k} = {v}\n" for k, v in settings.items())
         with open(os.path.join(datadir, "pg_hba.conf"), "w", encoding="utf-8") as hba:
             hba.write(
-                "local   all all                scram-sha-256\n"
-                "hostssl all all 127.0.0.1/32   scram-sha-256\n"
-                "host    all all 127.0.0.1/32   scram-sha-256\n"
+                f"local   all all                {self.auth}\n"
+                f"hostssl all all 127.0.0.1/32   {self.auth}\n"
+                f"host    all all 127.0.0.1/32   {self.auth}\n"
             )
 
         for attempt in range(3):

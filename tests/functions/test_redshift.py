@@ -1,0 +1,457 @@
+"""What only Redshift has: md5 password forms on the wire, its password rules, groups and
+privileges re-synced to the clone, TLS modes through redshift_connector, and the driver
+loaded only when needed.
+
+The Redshift here is PostgreSQL 15 with md5 authentication behind a shim that lets the
+real redshift_connector in (tests/support/redshift_shim.py); the module docstring of
+functions/redshift/app.py lists what only a real Redshift can test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import string
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from rotation_core import AuthenticationError, ConfigurationError, UnreachableError, passwords
+from rotation_core.credentials import DatabaseSecret, parse
+from rotation_core.settings import ConnectionSettings, password_policy
+from rotation_core.values import Sensitive
+from tests.conftest import RotationCase
+from tests.engines import RedshiftHarness, new_password, redshift_md5, unique
+from tests.support import driver, functions, leaks
+from tests.support.functions import ROOT
+from tests.support.tls import generate_ca
+
+FORBIDDEN = "'\"\\/@ "
+
+
+@pytest.fixture
+def rs(redshift_harness: RedshiftHarness, monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> RedshiftHarness:
+    for key, value in redshift_harness.env().items():
+        monkeypatch.setenv(key, value)
+    return redshift_harness
+
+
+def emulated(rs: RedshiftHarness) -> RedshiftHarness:
+    if rs.shim is None:
+        pytest.skip("needs the emulation (its server log, its shim); TEST_REDSHIFT_URL names a real Redshift")
+    return rs
+
+
+def login(rs: RedshiftHarness, username: str, password: str, ssl: bool | None = None, **changes: Any) -> DatabaseSecret:
+    fields: dict[str, Any] = {
+        "engine": "redshift",
+        "host": rs.info.host,
+        "port": rs.info.port,
+        "username": username,
+        "password": Sensitive(password),
+        "dbname": rs.dbname,
+        "ssl": ssl,
+    }
+    fields.update(changes)
+    return DatabaseSecret(**fields)
+
+
+def query(conn: Any, statement: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
+    cur = conn.cursor()
+    try:
+        cur.execute(statement, params)
+        return [tuple(row) for row in cur.fetchall()]
+    finally:
+        cur.close()
+
+
+def session_ssl(conn: Any) -> bool:
+    return bool(query(conn, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")[0][0])
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def stored_password(rs: RedshiftHarness, username: str) -> str:
+    return str(rs.admin_execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (username,))[0][0])
+
+
+# -- the password never travels in clear text ------------------------------------------
+@pytest.mark.parametrize("strategy", ["single-user", "alternating-users"])
+def test_only_the_md5_form_of_a_password_reaches_the_server(rs: RedshiftHarness, sm: Any, strategy: str) -> None:
+    rs = emulated(rs)
+    case = RotationCase(rs, sm, strategy)
+    seen = [case.password]
+    for _ in range(2):
+        case.rotate()
+        current = case.current()
+        seen.append(current["password"])
+        # What the server holds is md5(password + user name) of the user it belongs to.
+        expected = redshift_md5(current["password"], current["username"])
+        assert stored_password(rs, current["username"]) == expected
+    log = rs.server_log()
+    statements = re.findall(r"(?:ALTER|CREATE) USER (\"[^\n]*?\") PASSWORD '(md5[0-9a-f]{32})'", log)
+    users = {name for name, _ in statements}
+    assert ident(case.username) in users or ident(case.username + "_clone") in users, "the change was logged"
+    assert all(re.fullmatch(r"md5[0-9a-f]{32}", verifier) for _, verifier in statements)
+    for password in [*seen, rs.master_password]:
+        assert password not in log
+
+
+# -- Redshift's password rules, whatever the environment asks ---------------------------
+def test_generated_passwords_follow_redshift_rules_whatever_the_environment_asks() -> None:
+    rules = functions.load("redshift").RedshiftEngine.password_rules
+    env = {
+        "EXCLUDE_NUMBERS": "true",
+        "EXCLUDE_UPPERCASE": "true",
+        "EXCLUDE_LOWERCASE": "true",
+        "EXCLUDE_CHARACTERS": "",  # "exclude nothing" still excludes what Redshift refuses
+        "REQUIRE_EACH_INCLUDED_TYPE": "false",
+        "PASSWORD_LENGTH": "8",
+    }
+    for _ in range(200):
+        password = passwords.generate(password_policy(env), rules).reveal()
+        assert len(password) == 8
+        assert any(c in string.ascii_lowercase for c in password)
+        assert any(c in string.ascii_uppercase for c in password)
+        assert any(c in string.digits for c in password)
+        assert not set(password) & set(FORBIDDEN)
+        assert all(33 <= ord(c) <= 126 for c in password)
+
+
+@pytest.mark.parametrize("length", ["7", "65"])
+def test_a_length_redshift_refuses_is_refused_before_anything_is_written(
+    rs: RedshiftHarness, sm: Any, monkeypatch: pytest.MonkeyPatch, length: str
+) -> None:
+    monkeypatch.setenv("PASSWORD_LENGTH", length)
+    case = RotationCase(rs, sm, "single-user")
+    token = driver.start_rotation(sm, case.arn)
+    with pytest.raises(ConfigurationError, match="between 8 and 64"):
+        case.handler(driver.event(case.arn, token, "createSecret"), None)
+    with pytest.raises(sm.exceptions.ResourceNotFoundException):
+        driver.value(sm, case.arn, "AWSPENDING", token)
+
+
+def test_a_rotation_with_digits_excluded_still_gets_digits(
+    rs: RedshiftHarness, sm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXCLUDE_NUMBERS", "true")
+    monkeypatch.setenv("EXCLUDE_PUNCTUATION", "true")
+    monkeypatch.setenv("PASSWORD_LENGTH", "64")
+    case = RotationCase(rs, sm, "single-user")
+    case.rotate()
+    password = case.current()["password"]
+    assert len(password) == 64 and any(c.isdigit() for c in password) and password.isalnum()
+    assert case.works(case.current())
+
+
+# -- the alternate user: groups, privileges, objects of either user --------------------
+@pytest.fixture
+def pair(rs: RedshiftHarness, sm: Any) -> Iterator[tuple[RotationCase, list[str]]]:
+    """An alternating-users secret already rotated twice (the clone exists; back to the original)."""
+    case = RotationCase(rs, sm, "alternating-users")
+    case.rotate()
+    case.rotate()
+    created: list[str] = []
+    yield case, created
+    for statement in reversed(created):
+        rs.admin_execute(statement)
+
+
+def groups_of(rs: RedshiftHarness, user: str) -> set[str]:
+    rows = rs.admin_execute(
+        "SELECT g.groname FROM pg_group g, pg_user u WHERE u.usename = %s AND u.usesysid = ANY(g.grolist)", (user,)
+    )
+    return {row[0] for row in rows}
+
+
+def can(rs: RedshiftHarness, user: str, table: str, privilege: str) -> bool:
+    return bool(rs.admin_execute("SELECT has_table_privilege(%s, %s, %s)", (user, table, privilege))[0][0])
+
+
+def test_groups_and_privileges_of_the_original_are_resynced_to_the_clone(
+    rs: RedshiftHarness, pair: tuple[RotationCase, list[str]]
+) -> None:
+    case, created = pair
+    original, clone = case.username, case.username + "_clone"
+    readers, writers, stale = unique("readers"), unique("writers"), unique("stale")
+    schema, table, granted, revoked = unique("mart"), unique("facts"), unique("direct"), unique("gone")
+    for group in (readers, writers, stale):
+        rs.admin_execute(f"CREATE GROUP {ident(group)}")
+        created.append(f"DROP GROUP {ident(group)}")
+    rs.admin_execute(f"CREATE SCHEMA {ident(schema)}")
+    created.append(f"DROP SCHEMA {ident(schema)} CASCADE")
+    for name in (table, granted, revoked):
+        rs.admin_execute(f"CREATE TABLE {ident(schema)}.{ident(name)} (id int)")
+    # After the clone was made: the original joins groups and gains direct privileges;
+    # the clone drifted (a group and a privilege the original does not have).
+    rs.admin_execute(f"ALTER GROUP {ident(readers)} ADD USER {ident(original)}")
+    rs.admin_execute(f"ALTER GROUP {ident(writers)} ADD USER {ident(original)}")
+    rs.admin_execute(f"ALTER GROUP {ident(stale)} ADD USER {ident(clone)}")
+    rs.admin_execute(f"GRANT USAGE ON SCHEMA {ident(schema)} TO GROUP {ident(readers)}")
+    rs.admin_execute(f"GRANT SELECT ON {ident(schema)}.{ident(table)} TO GROUP {ident(readers)}")
+    rs.admin_execute(f"GRANT SELECT, INSERT ON {ident(schema)}.{ident(granted)} TO {ident(original)}")
+    rs.admin_execute(f"GRANT CREATE ON SCHEMA {ident(schema)} TO {ident(original)}")
+    rs.admin_execute(f"GRANT DELETE ON {ident(schema)}.{ident(revoked)} TO {ident(clone)}")
+    rs.admin_execute(f"ALTER USER {ident(original)} CREATEDB")
+
+    case.rotate()  # to the clone: re-synced
+    assert case.current()["username"] == clone
+    assert groups_of(rs, clone) == groups_of(rs, original) == {readers, writers, original + "_pair"}
+    qualified = f"{ident(schema)}.{ident(granted)}"
+    assert can(rs, clone, qualified, "SELECT") and can(rs, clone, qualified, "INSERT")
+    assert not can(rs, clone, f"{ident(schema)}.{ident(revoked)}", "DELETE"), "drift is revoked"
+    assert rs.admin_execute("SELECT usecreatedb FROM pg_user WHERE usename = %s", (clone,)) == [(True,)]
+    current = case.current()
+    conn = rs.connect(current["username"], current["password"])
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM {ident(schema)}.{ident(table)}")  # through the group
+            assert cur.fetchone() == (0,)
+            cur.execute(f"INSERT INTO {qualified} VALUES (1)")  # direct privilege, mirrored
+            cur.execute(f"CREATE TABLE {ident(schema)}.{ident('made_by_clone')} (id int)")  # CREATE mirrored
+    finally:
+        conn.close()
+
+
+def test_objects_either_user_creates_are_usable_by_the_other(
+    rs: RedshiftHarness, pair: tuple[RotationCase, list[str]]
+) -> None:
+    case, created = pair
+    original = case.username
+    schema = unique("shared")
+    rs.admin_execute(f"CREATE SCHEMA {ident(schema)}")
+    created.append(f"DROP SCHEMA {ident(schema)} CASCADE")
+    rs.admin_execute(f"GRANT USAGE, CREATE ON SCHEMA {ident(schema)} TO {ident(original)}")
+    before = case.current()
+    conn = rs.connect(before["username"], before["password"])
+    try:
+        with conn.cursor() as cur:  # the original's table, made before the next rotation
+            cur.execute(f"CREATE TABLE {ident(schema)}.by_original (id int)")
+    finally:
+        conn.close()
+    case.rotate()  # to the clone: it gets USAGE, CREATE; the original's table through the pair
+    clone = case.current()
+    conn = rs.connect(clone["username"], clone["password"])
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"INSERT INTO {ident(schema)}.by_original VALUES (1)")
+            cur.execute(f"CREATE TABLE {ident(schema)}.by_clone (id int)")  # default privileges
+            cur.execute(f"INSERT INTO {ident(schema)}.by_clone VALUES (2)")
+    finally:
+        conn.close()
+    conn = rs.connect(before["username"], before["password"])  # the original still logs in
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT id FROM {ident(schema)}.by_clone")
+            assert cur.fetchall() == [(2,)]
+            cur.execute(f"UPDATE {ident(schema)}.by_clone SET id = 3")
+    finally:
+        conn.close()
+    owner = rs.admin_execute(
+        "SELECT tableowner FROM pg_tables WHERE schemaname = %s AND tablename = 'by_clone'", (schema,)
+    )
+    assert owner == [(clone["username"],)], "Redshift has no SET role: the clone owns what it creates"
+
+
+def test_a_pair_group_with_someone_else_in_it_is_refused(rs: RedshiftHarness, sm: Any) -> None:
+    case = RotationCase(rs, sm, "alternating-users")
+    intruder = unique("intruder")
+    rs.create_user(intruder, new_password())
+    rs.admin_execute(f"CREATE GROUP {ident(case.username + '_pair')} WITH USER {ident(intruder)}")
+    token = driver.start_rotation(sm, case.arn)
+    driver.run_steps(case.handler, case.arn, token, ("createSecret",))
+    with pytest.raises(ConfigurationError, match="other members"):
+        case.handler(driver.event(case.arn, token, "setSecret"), None)
+    assert not rs.admin_execute("SELECT 1 FROM pg_user WHERE usename = %s", (case.username + "_clone",))
+
+
+def test_a_clone_name_over_127_bytes_is_refused_before_anything_is_written(rs: RedshiftHarness, sm: Any) -> None:
+    master = sm.create_secret(Name=unique("master"), SecretString=json.dumps(rs.master()))["ARN"]
+    doc = rs.secret("é" * 61, new_password(), masterarn=master)  # 122 bytes; with "_clone", 128
+    arn = sm.create_secret(Name=unique("long"), SecretString=json.dumps(doc))["ARN"]
+    token = driver.start_rotation(sm, arn)
+    with pytest.raises(ConfigurationError, match="127 bytes"):
+        rs.make_handler()(driver.event(arn, token, "createSecret"), None)
+    with pytest.raises(sm.exceptions.ResourceNotFoundException):
+        driver.value(sm, arn, "AWSPENDING", token)
+
+
+def test_single_user_refuses_a_name_that_is_not_the_stored_one(rs: RedshiftHarness) -> None:
+    """Redshift folds unquoted names to lower case: an md5 form for another spelling of the
+    name would never match, so the function changes nothing."""
+    engine = rs.module.RedshiftEngine()
+    user, password = unique("folded"), new_password()
+    rs.create_user(user, password)
+    conn = engine.connect(login(rs, user, password), ConnectionSettings())
+    try:
+        with pytest.raises(ConfigurationError, match="stores"):
+            engine.set_own_password(conn, user.upper(), Sensitive(new_password()))
+    finally:
+        conn.close()
+    assert rs.logs_in(user, password)
+
+
+# -- connecting: TLS, errors, timeouts -------------------------------------------------
+def test_tls_is_verified_by_default(rs: RedshiftHarness) -> None:
+    rs = emulated(rs)
+    engine = rs.module.RedshiftEngine()
+    conn = engine.connect(login(rs, rs.master_user, rs.master_password), ConnectionSettings())
+    try:
+        assert session_ssl(conn)
+    finally:
+        conn.close()
+
+
+def test_a_certificate_from_another_ca_is_refused(rs: RedshiftHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    rs = emulated(rs)
+    monkeypatch.setenv("SSL_CERT_FILE", generate_ca(tempfile.mkdtemp()))
+    engine = rs.module.RedshiftEngine()
+    with pytest.raises(UnreachableError, match="TLS with certificate verification failed") as info:
+        engine.connect(login(rs, rs.master_user, rs.master_password), ConnectionSettings())
+    assert rs.master_password not in str(info.value)
+
+
+def test_a_certificate_for_another_host_name_is_refused(rs: RedshiftHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver's default sslmode only warns on a name mismatch; the engine asks for verify-full."""
+    from tests.support.redshift_shim import RedshiftShim
+
+    rs = emulated(rs)
+    upstream = rs.server.info
+    other = RedshiftShim(
+        upstream.host,
+        upstream.port,
+        upstream.ca_file,
+        tempfile.mkdtemp(),
+        dns_names=("elsewhere.invalid",),
+        ip_addresses=(),
+    ).start()
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", other.ca_file)
+        engine = rs.module.RedshiftEngine()
+        with pytest.raises(UnreachableError, match="TLS"):
+            engine.connect(login(rs, rs.master_user, rs.master_password, port=other.port), ConnectionSettings())
+    finally:
+        other.stop()
+
+
+def test_ssl_false_turns_tls_off_explicitly(rs: RedshiftHarness) -> None:
+    rs = emulated(rs)
+    engine = rs.module.RedshiftEngine()
+    conn = engine.connect(login(rs, rs.master_user, rs.master_password, ssl=False), ConnectionSettings())
+    try:
+        assert not session_ssl(conn)
+    finally:
+        conn.close()
+
+
+def test_a_refused_credential_is_an_authentication_error(rs: RedshiftHarness) -> None:
+    engine = rs.module.RedshiftEngine()
+    wrong = new_password()
+    with pytest.raises(AuthenticationError, match="refused") as info:
+        engine.connect(login(rs, rs.master_user, wrong), ConnectionSettings())
+    assert wrong not in str(info.value)
+
+
+def test_an_unknown_database_is_a_configuration_error_naming_dbname(rs: RedshiftHarness) -> None:
+    engine = rs.module.RedshiftEngine()
+    secret = login(rs, rs.master_user, rs.master_password, dbname=unique("nodb"))
+    with pytest.raises(ConfigurationError, match="'dbname'"):
+        engine.connect(secret, ConnectionSettings())
+
+
+def test_an_unreachable_server_is_a_clear_error(rs: RedshiftHarness) -> None:
+    engine = rs.module.RedshiftEngine()
+    with pytest.raises(UnreachableError, match="cannot connect") as info:
+        engine.connect(login(rs, rs.master_user, rs.master_password, port=1), ConnectionSettings(connect_timeout=2))
+    assert rs.master_password not in str(info.value)
+
+
+def test_statements_may_run_longer_than_the_connect_timeout(rs: RedshiftHarness) -> None:
+    rs = emulated(rs)  # pg_sleep is PostgreSQL's
+    engine = rs.module.RedshiftEngine()
+    conn = engine.connect(login(rs, rs.master_user, rs.master_password), ConnectionSettings(connect_timeout=1))
+    try:
+        assert query(conn, "SELECT pg_sleep(1.1), 1")[0][1] == 1
+    finally:
+        conn.close()
+
+
+def test_secret_defaults_are_redshift_s() -> None:
+    engine = functions.load("redshift").RedshiftEngine()
+    doc = {"engine": "redshift", "host": "wg.123456789012.us-east-1.redshift-serverless.amazonaws.com"}
+    secret = parse(json.dumps({**doc, "username": "app", "password": "x"}), "current", engine.defaults)
+    assert (secret.port, secret.dbname) == (5439, "dev")
+
+
+def test_quote_ident_doubles_quotes_and_refuses_nul() -> None:
+    module = functions.load("redshift")
+    assert module.quote_ident('we"ird') == '"we""ird"'
+    with pytest.raises(ConfigurationError, match="NUL"):
+        module.quote_ident("a\x00b")
+
+
+# -- budgets: calls, connections, the driver loaded only when needed --------------------
+def test_single_user_rotation_stays_within_budget(rs: RedshiftHarness, sm: Any) -> None:
+    """At most 11 Secrets Manager calls and 2 database connections (AWS's: ~14 and 3)."""
+    case = RotationCase(rs, sm, "single-user")
+    calls: list[str] = []
+    case.handler.client.meta.events.register("before-call.secrets-manager", lambda model, **_: calls.append(model.name))
+    engine = case.handler.rotation.engine  # type: ignore[attr-defined]
+    connects: list[str] = []
+    original = engine.connect
+    engine.connect = lambda login, settings: connects.append(login.username) or original(login, settings)
+    token = driver.start_rotation(sm, case.arn)
+    driver.run_steps(case.handler, case.arn, token)
+    assert len(calls) <= 11, calls
+    assert calls.count("DescribeSecret") == 4
+    assert "GetRandomPassword" not in calls
+    assert len(connects) <= 2, connects
+    assert case.works(case.current())
+
+
+def test_create_and_finish_never_import_the_driver(rs: RedshiftHarness, sm: Any, moto_endpoint: str) -> None:
+    case = RotationCase(rs, sm, "single-user")
+    token = driver.start_rotation(sm, case.arn)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = [{str(ROOT / "layers" / "rotation_core")!r}, {str(ROOT / "functions" / "redshift")!r}]
+        import app
+        assert "redshift_connector" not in sys.modules, "importing the function imported redshift_connector"
+        event = {{"SecretId": {case.arn!r}, "ClientRequestToken": {token!r}}}
+        app.lambda_handler(dict(event, Step="createSecret"), None)
+        assert "redshift_connector" not in sys.modules, "createSecret imported redshift_connector"
+        app.lambda_handler(dict(event, Step="finishSecret"), None)
+        assert "redshift_connector" not in sys.modules, "finishSecret imported redshift_connector"
+        print("driver-not-imported")
+    """)
+    env = {**os.environ, "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_endpoint}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "driver-not-imported" in out.stdout
+    for kind in leaks.find(out.stdout + out.stderr):
+        pytest.fail(f"the subprocess printed a generated {kind}")
+
+
+def test_the_function_module_is_importable_as_lambda_does() -> None:
+    module = functions.load("redshift")
+    assert callable(module.lambda_handler)
+    assert module.lambda_handler.rotation.name == "redshift"
+
+
+@pytest.mark.parametrize("step", driver.STEPS)
+def test_the_sam_local_events_are_well_formed(step: str) -> None:
+    from rotation_core.protocol import parse_event
+
+    event = parse_event(json.loads((ROOT / "events" / "redshift" / f"{step}.json").read_text()))
+    assert event.step == step
+    assert event.secret_id.startswith("arn:aws:secretsmanager:")
