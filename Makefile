@@ -45,6 +45,7 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy layers/rotation_core/rotation_core
 	@for f in $(FUNCTIONS); do echo "mypy $$f"; $(VENV)/bin/mypy $$f || exit 1; done
+	$(VENV)/bin/mypy rotation_cli
 
 validate: sam-venv
 	$(SAM) validate --lint --region $(AWS_DEFAULT_REGION)

@@ -1,0 +1,429 @@
+"""Packaging proof: what `sam build` produces rotates a secret, and nothing else is needed.
+
+`sam build` (no container, Python 3.13 first on PATH) builds template.yaml into a
+temporary folder, run from a temporary working directory so that the repository's own
+.aws-sam (build, cache and dependency folders) is never touched. Then, for every function
+of the built template, a secret is rotated end to end through the BUILT artifacts only:
+an isolated interpreter (`python3.13 -I -S`: no user site, no site-packages, no
+PYTHON* variables) whose sys.path holds nothing but
+
+- the function's build folder (Lambda's /var/task),
+- the layers' build folders merged as Lambda mounts them (/opt/python, and
+  /opt/python/lib/python3.13/site-packages),
+- a folder with boto3, botocore and what they import (jmespath, s3transfer, urllib3,
+  dateutil, six), standing in for the runtime's copy (/var/runtime),
+
+plus the standard library. It imports the Handler named by the built template and invokes
+it for the four steps, against moto's server and the real test database, with the
+environment the template gives the function (parameter defaults). A missing dependency,
+a file left out of a layer or a wrong handler path fails the rotation, and so this test;
+test_the_proof_catches_broken_packages checks that on purposely broken copies. Each
+function's deployed size (function plus layers, unzipped) is printed and must stay under
+Lambda's 250 MB limit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from samtranslator.yaml_helper import yaml_parse
+
+from tests.conftest import TARGETS
+from tests.support import driver
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+SAM = ROOT / ".venv-sam" / "bin" / "sam"
+MB = 1024 * 1024
+LIMIT_BYTES = 250 * MB  # Lambda: function and layers, unzipped
+# What the Python runtime provides in /var/runtime, and the functions must not ship.
+RUNTIME_MODULES = ("boto3", "botocore", "jmespath", "s3transfer", "urllib3", "dateutil", "six")
+BUILD_TIMEOUT = 600
+
+
+def _python313() -> Path:
+    found = subprocess.run(
+        [str(ROOT / "scripts" / "python313.sh")], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    if not found:
+        pytest.fail("Python 3.13 not found (scripts/python313.sh): the packaging proof needs it")
+    return Path(found)
+
+
+def _source_functions() -> dict[str, str]:
+    """Function logical id -> engine (the folder of its CodeUri), from template.yaml."""
+    template = yaml_parse(TEMPLATE.read_text(encoding="utf-8"))
+    functions = {}
+    for name, resource in template.get("Resources", {}).items():
+        if resource.get("Type") == "AWS::Serverless::Function":
+            code_uri = str(resource.get("Properties", {}).get("CodeUri", ""))
+            functions[name] = Path(code_uri.rstrip("/")).name
+    return functions
+
+
+FUNCTIONS = _source_functions()
+
+
+@dataclass
+class Build:
+    folder: Path
+    template: dict[str, Any]
+    python: Path
+    runtime: Path  # the stand-in for /var/runtime
+    seconds: float
+
+    def function(self, name: str) -> dict[str, Any]:
+        resource = self.template["Resources"].get(name)
+        assert resource is not None, f"{name} is missing from the built template"
+        return dict(resource["Properties"])
+
+    def layer_folders(self, name: str) -> list[Path]:
+        layers = list(self.template.get("Globals", {}).get("Function", {}).get("Layers", []))
+        layers += list(self.function(name).get("Layers", []))
+        folders = []
+        for layer in layers:
+            assert isinstance(layer, dict) and "Ref" in layer, f"{name}: layer {layer} is not a layer of this template"
+            content = self.template["Resources"][layer["Ref"]]["Properties"]["ContentUri"]
+            folders.append(self.folder / content)
+        return folders
+
+    def handler(self, name: str) -> str:
+        handler = self.function(name).get("Handler") or self.template.get("Globals", {}).get("Function", {}).get(
+            "Handler"
+        )
+        assert handler, f"{name} has no Handler"
+        return str(handler)
+
+    def environment(self, name: str) -> dict[str, str]:
+        """The function's environment variables, parameters resolved to their defaults."""
+        parameters = self.template.get("Parameters", {})
+        merged = dict(self.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}))
+        merged.update(self.function(name).get("Environment", {}).get("Variables", {}))
+        env = {}
+        for key, item in merged.items():
+            if isinstance(item, str | int | float):
+                env[key] = str(item)
+            elif isinstance(item, dict) and set(item) == {"Ref"} and "Default" in parameters.get(item["Ref"], {}):
+                env[key] = str(parameters[item["Ref"]]["Default"])
+        return env
+
+
+def _size(folder: Path) -> int:
+    total = 0
+    for base, _dirs, files in os.walk(folder):
+        for file in files:
+            path = Path(base) / file
+            if not path.is_symlink():
+                total += path.stat().st_size
+    return total
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
+    if not SAM.exists():
+        pytest.skip(f"{SAM} is missing: `make sam-venv` installs the SAM CLI (make test does)")
+    import time
+
+    work = tmp_path_factory.mktemp("sam-build")
+    python = _python313()
+    env = {**os.environ, "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}", "SAM_CLI_TELEMETRY": "0"}
+    started = time.monotonic()
+    # cwd=work: sam keeps its dependency folders in ./.aws-sam/deps, so never in the repository's.
+    done = subprocess.run(
+        [
+            str(SAM),
+            "build",
+            "--template-file",
+            str(TEMPLATE),
+            "--base-dir",
+            str(ROOT),
+            "--build-dir",
+            str(work / "build"),
+            "--cache-dir",
+            str(work / "cache"),
+            "--cached",
+            "--parallel",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, f"sam build failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    runtime = work / "var-runtime"
+    runtime.mkdir()
+    site = Path(sysconfig.get_paths()["purelib"])
+    for name in RUNTIME_MODULES:
+        source = site / name if (site / name).is_dir() else site / f"{name}.py"
+        assert source.exists(), f"{name} is not installed in {site}"
+        (runtime / source.name).symlink_to(source)
+    template = yaml.safe_load((work / "build" / "template.yaml").read_text(encoding="utf-8"))
+    return Build(work / "build", template, python, runtime, time.monotonic() - started)
+
+
+# The code the isolated interpreter runs: it sees only the paths it is given.
+RUNNER = r"""
+import importlib, json, sys, time
+config = json.loads(sys.argv[1])
+sys.path[:0] = config["path"]
+results = {"steps": [], "outside": [], "imported": {}}
+
+class Context:
+    function_name = config["function"]
+    function_version = "$LATEST"
+    memory_limit_in_mb = 128
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:" + config["function"]
+    log_group_name = "/aws/lambda/" + config["function"]
+    log_stream_name = "packaging-proof"
+    def __init__(self, n):
+        self.aws_request_id = "00000000-0000-0000-0000-%012d" % n
+    def get_remaining_time_in_millis(self):
+        return 30000
+
+def finish(code):
+    ours, stdlib = tuple(config["path"]), tuple(config["stdlib"])
+    for name, module in sorted(sys.modules.items()):
+        where = getattr(module, "__file__", None)
+        if not where or where.startswith(ours):
+            continue
+        if not where.startswith(stdlib) or "site-packages" in where:
+            results["outside"].append(name + ": " + where)
+    for name in config["report"]:
+        module = sys.modules.get(name)
+        results["imported"][name] = getattr(module, "__file__", None) if module else None
+    with open(config["out"], "w") as out:
+        json.dump(results, out)
+    sys.exit(code)
+
+module_name, _, attribute = config["handler"].rpartition(".")
+try:
+    handler = getattr(importlib.import_module(module_name), attribute)
+except Exception as exc:
+    error = type(exc).__name__ + ": " + str(exc)
+    results["steps"].append({"step": "import " + config["handler"], "ok": False, "error": error})
+    finish(1)
+for n, event in enumerate(config["events"]):
+    try:
+        handler(event, Context(n))
+    except Exception as exc:
+        results["steps"].append({"step": event["Step"], "ok": False, "error": type(exc).__name__ + ": " + str(exc)})
+        finish(1)
+    results["steps"].append({"step": event["Step"], "ok": True})
+finish(0)
+"""
+
+
+@dataclass
+class Run:
+    returncode: int
+    steps: list[dict[str, Any]]
+    outside: list[str]
+    imported: dict[str, str | None]
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and all(step["ok"] for step in self.steps) and len(self.steps) == len(driver.STEPS)
+
+
+def run_built(
+    build: Build,
+    name: str,
+    work: Path,
+    events: list[dict[str, Any]],
+    extra_env: dict[str, str],
+    *,
+    function_folder: Path | None = None,
+    layer_folders: list[Path] | None = None,
+    handler: str | None = None,
+) -> Run:
+    """Invoke the built handler for the events, in an isolated Python 3.13, as Lambda would."""
+    task = function_folder or build.folder / build.function(name)["CodeUri"]
+    opt = work / "opt"
+    for layer in layer_folders if layer_folders is not None else build.layer_folders(name):
+        shutil.copytree(layer, opt, dirs_exist_ok=True, symlinks=True)
+    python_dir = opt / "python"
+    paths = [str(task), str(python_dir / "lib" / "python3.13" / "site-packages"), str(python_dir), str(build.runtime)]
+    prefix = Path(build.python).resolve().parent.parent / "lib"
+    stdlib = [str(prefix / "python3.13"), str(prefix / "python313.zip")]
+    out = work / "result.json"
+    config = {
+        "path": paths,
+        "handler": handler or build.handler(name),
+        "function": name,
+        "events": events,
+        "out": str(out),
+        "stdlib": stdlib,
+        "report": ["rotation_core", "aws_lambda_powertools", "boto3", "botocore", "psycopg2", "pymysql"],
+    }
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "HOME": str(work),
+        "TZ": "UTC",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+        "LAMBDA_TASK_ROOT": str(task),
+        **build.environment(name),
+        **extra_env,
+    }
+    done = subprocess.run(
+        [str(build.python), "-I", "-S", "-c", RUNNER, json.dumps(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=work,
+    )
+    results = json.loads(out.read_text()) if out.exists() else {"steps": [], "outside": [], "imported": {}}
+    return Run(done.returncode, results["steps"], results["outside"], results["imported"], done.stdout + done.stderr)
+
+
+def _fixture_for(engine: str) -> str | None:
+    for fixture in TARGETS:
+        if fixture in (f"{engine}_harness", f"{engine}_target"):
+            return fixture
+    return None
+
+
+def test_build_is_quick_and_ships_no_boto3(build: Build) -> None:
+    assert set(FUNCTIONS) <= set(build.template["Resources"]), "every function of template.yaml is built"
+    for name in FUNCTIONS:
+        folders = [build.folder / build.function(name)["CodeUri"], *build.layer_folders(name)]
+        for folder in folders:
+            shipped = [m for m in ("boto3", "botocore") if (folder / m).exists() or (folder / "python" / m).exists()]
+            assert not shipped, f"{folder.name} bundles {shipped}: the Lambda runtime provides them"
+
+
+def test_deployed_sizes_are_under_the_limit(build: Build, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = [f"sam build: {build.seconds:.1f} s"]
+    for name in FUNCTIONS:
+        function = _size(build.folder / build.function(name)["CodeUri"])
+        layers = sum(_size(folder) for folder in build.layer_folders(name))
+        total = function + layers
+        lines.append(
+            f"{name}: {total / MB:.1f} MB deployed, unzipped "
+            f"(function {function / MB:.1f} MB + layers {layers / MB:.1f} MB; limit {LIMIT_BYTES / MB:.0f} MB)"
+        )
+        assert total <= LIMIT_BYTES, f"{name} is {total} bytes unzipped, over Lambda's 250 MB"
+    with capsys.disabled():
+        sys.stdout.write("\n" + "\n".join("  packaging: " + line for line in lines) + "\n")
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_built_function_rotates_a_secret(
+    name: str, build: Build, request: pytest.FixtureRequest, sm: Any, tmp_path: Path
+) -> None:
+    engine = FUNCTIONS[name]
+    fixture = _fixture_for(engine)
+    if fixture is None:
+        pytest.skip(
+            f"no Target fixture for the {engine} function in tests/conftest.py TARGETS "
+            f"(expected {engine}_harness or {engine}_target)"
+        )
+    target = request.getfixturevalue(fixture)
+    for number, strategy in enumerate(TARGETS[fixture]):
+        arn, before = target.new_secret(sm, strategy)
+        token = driver.start_rotation(sm, arn)
+        run_dir = tmp_path / f"{strategy}-{number}"
+        run_dir.mkdir()
+        events = [driver.event(arn, token, step) for step in driver.STEPS]
+        # The function reads AWS's SECRETS_MANAGER_ENDPOINT, as deployed; boto3's own
+        # variables are not set in its environment.
+        run = run_built(
+            build, name, run_dir, events, {**target.env(), "SECRETS_MANAGER_ENDPOINT": sm.meta.endpoint_url}
+        )
+        assert run.ok, f"{name} ({strategy}) failed through its built artifacts: {run.steps}\n{run.output[-3000:]}"
+        assert not run.outside, f"{name} imported modules from outside its package: {run.outside}"
+        assert run.imported["rotation_core"] is not None
+        assert str(run_dir / "opt") in str(run.imported["rotation_core"]), "rotation_core came from the layer"
+        assert str(build.runtime) in str(run.imported["botocore"]), "botocore came from the runtime's copy"
+        assert "AWSCURRENT" in driver.stages(sm, arn)[token]
+        after = json.loads(driver.value(sm, arn, "AWSCURRENT"))
+        assert after != before
+        assert target.works(after), f"{name} ({strategy}): the new credential works"
+        target.check_rotated(strategy, before, after)
+
+
+def _first_built_function(build: Build) -> str:
+    for name in sorted(FUNCTIONS):
+        if _fixture_for(FUNCTIONS[name]) is not None:
+            return name
+    pytest.skip("no function with a Target fixture")
+
+
+@pytest.mark.parametrize("breakage", ["wrong handler", "file left out of the layer", "missing dependency"])
+def test_the_proof_catches_broken_packages(
+    breakage: str, build: Build, request: pytest.FixtureRequest, sm: Any, tmp_path: Path
+) -> None:
+    """The same run on a purposely broken copy of the built artifacts must fail."""
+    name = _first_built_function(build)
+    fixture = _fixture_for(FUNCTIONS[name])
+    assert fixture is not None
+    target = request.getfixturevalue(fixture)
+    arn, _ = target.new_secret(sm, TARGETS[fixture][0])
+    token = driver.start_rotation(sm, arn)
+    work = tmp_path
+    task = work / "task"
+    shutil.copytree(build.folder / build.function(name)["CodeUri"], task, symlinks=True)
+    layers = []
+    for number, folder in enumerate(build.layer_folders(name)):
+        copy = work / f"layer{number}"
+        shutil.copytree(folder, copy, symlinks=True)
+        layers.append(copy)
+    handler = None
+    if breakage == "wrong handler":
+        handler = build.handler(name).replace("lambda_handler", "lambda_handlr")
+    elif breakage == "file left out of the layer":
+        removed = [p for layer in layers for p in layer.rglob("rotation_core/strategies.py")]
+        removed += [p for layer in layers for p in layer.rglob("rotation_core/protocol.py")]
+        assert removed, "the layer holds rotation_core"
+        for path in removed:
+            path.unlink()
+    else:
+        # Everything sam build added to the function's own files: its dependencies.
+        source = ROOT / "functions" / FUNCTIONS[name]
+        vendored = [p for p in task.iterdir() if not (source / p.name).exists() and p.name != "__pycache__"]
+        if not vendored:
+            pytest.skip(f"{name} ships no dependency of its own")
+        for path in vendored:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    events = [driver.event(arn, token, step) for step in driver.STEPS]
+    run_dir = work / "run"
+    run_dir.mkdir()
+    run = run_built(
+        build,
+        name,
+        run_dir,
+        events,
+        {**target.env(), "SECRETS_MANAGER_ENDPOINT": sm.meta.endpoint_url},
+        function_folder=task,
+        layer_folders=layers,
+        handler=handler,
+    )
+    assert not run.ok, f"the proof did not notice: {breakage}"
+    assert "AWSCURRENT" not in driver.stages(sm, arn)[token]
