@@ -163,9 +163,23 @@ def redshift_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         harness.stop()
 
 
+# -- API key providers: the test issuer (tests/support/issuer.py) on loopback ----------
+@pytest.fixture(scope="session")
+def api_key_target(sm: Any) -> Iterator[Any]:
+    from tests.api_key_target import ApiKeyTarget
+    from tests.support.issuer import Issuer
+
+    issuer = Issuer().start()
+    try:
+        yield ApiKeyTarget(issuer, sm)
+    finally:
+        issuer.stop()
+
+
 # Every rotation function's target, by fixture name, with the strategies it rotates by.
 # The protocol contract runs on all of them; the database contract on DATABASE_FIXTURES.
 TARGETS: dict[str, tuple[str, ...]] = {
+    "api_key_target": ("generated", "issued"),  # tests/api_key_target.py: ApiKeyTarget.strategies
     "postgres_harness": PostgresHarness.strategies,
     "mysql_harness": MySQLHarness.strategies,
     "redshift_harness": DatabaseHarness.strategies,

@@ -71,6 +71,11 @@ MASTER_PARAMETERS = {
     "PostgresRotationFunction": "PostgresMasterSecretArns",
     "MySqlRotationFunction": "MySqlMasterSecretArns",
     "RedshiftRotationFunction": "RedshiftMasterSecretArns",
+    "ApiKeyRotationFunction": "ApiKeyAdminSecretArns",  # the providers' admin credentials
+}
+# API keys never list versions (the database functions do, to recover an abandoned rotation).
+ROTATION_ACTIONS_BY_FUNCTION = {
+    "ApiKeyRotationFunction": SECRETS_MANAGER_ROTATION_ACTIONS - {"secretsmanager:ListSecretVersionIds"},
 }
 SUBNETS = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
 SECURITY_GROUPS = ["sg-0123456789abcdef0"]
@@ -82,6 +87,7 @@ SCENARIOS: dict[str, dict[str, str]] = {
         "PostgresMasterSecretArns": ",".join(MASTER_ARNS),
         "MySqlMasterSecretArns": ",".join(MASTER_ARNS),
         "RedshiftMasterSecretArns": ",".join(MASTER_ARNS),
+        "ApiKeyAdminSecretArns": ",".join(MASTER_ARNS),
         "KmsKeyArns": ",".join(KMS_ARNS),
         "SubnetIds": ",".join(SUBNETS),
         "SecurityGroupIds": ",".join(SECURITY_GROUPS),
@@ -315,14 +321,16 @@ def grants(action_pattern: str, action: str) -> bool:
     return fnmatch.fnmatchcase(action.lower(), action_pattern.lower())
 
 
-def _rotation_statement_problems(statement: dict[str, Any], own_arn: str) -> list[str]:
+def _rotation_statement_problems(
+    statement: dict[str, Any], own_arn: str, rotation_actions: set[str] = SECRETS_MANAGER_ROTATION_ACTIONS
+) -> list[str]:
     """A statement conditioned on AllowRotationLambdaArn: AWS's rotation grant, for this function only."""
     problems: list[str] = []
     condition = statement["Condition"]
     rotation_arn = condition["StringEquals"][ROTATION_CONDITION_KEY]
     if rotation_arn != own_arn:
         problems.append(f"conditioned on another function: {rotation_arn}")
-    if set(as_list(statement["Action"])) != SECRETS_MANAGER_ROTATION_ACTIONS:
+    if set(as_list(statement["Action"])) != rotation_actions:
         problems.append(f"rotation statement grants {statement['Action']}")
     expected = f"arn:{PARTITION}:secretsmanager:{REGION}:{ACCOUNT}:secret:*"
     if as_list(statement["Resource"]) != [expected]:
@@ -346,7 +354,12 @@ def _master_statement_problems(statement: dict[str, Any], master_arns: list[str]
     return problems
 
 
-def secrets_manager_problems(statement: dict[str, Any], own_arn: str, master_arns: list[str]) -> list[str]:
+def secrets_manager_problems(
+    statement: dict[str, Any],
+    own_arn: str,
+    master_arns: list[str],
+    rotation_actions: set[str] = SECRETS_MANAGER_ROTATION_ACTIONS,
+) -> list[str]:
     """What is wrong with one statement from the point of view of Secrets Manager access."""
     if "NotAction" in statement or "NotResource" in statement:
         return ["NotAction/NotResource"]
@@ -359,7 +372,7 @@ def secrets_manager_problems(statement: dict[str, Any], own_arn: str, master_arn
     if not any(grants(a, "secretsmanager:x") or a.startswith("secretsmanager:") for a in actions):
         return problems
     if ROTATION_CONDITION_KEY in statement.get("Condition", {}).get("StringEquals", {}):
-        return problems + _rotation_statement_problems(statement, own_arn)
+        return problems + _rotation_statement_problems(statement, own_arn, rotation_actions)
     return problems + _master_statement_problems(statement, master_arns)
 
 
@@ -370,9 +383,8 @@ def functions_of(stack: Stack) -> dict[str, dict[str, Any]]:
 
 
 def master_arns_for(stack: Stack, function_id: str) -> list[str]:
-    """The master secrets a function may read: the `<Engine>MasterSecretArns` parameter of its engine."""
-    engine = function_id.removesuffix("RotationFunction")
-    value = stack.parameters.get(f"{engine}MasterSecretArns", [""])
+    """The other secrets a function may read: its engine's master (or admin) secret parameter."""
+    value = stack.parameters.get(MASTER_PARAMETERS.get(function_id, ""), [""])
     assert isinstance(value, list)
     return [arn for arn in value if arn]
 
@@ -665,15 +677,16 @@ def test_secrets_manager_statements_are_least_privilege(stack: Stack) -> None:
         own_arn = function_arn(function["Properties"]["FunctionName"])
         role_id, _ = role_of(stack, function)
         statements = statements_of(stack, role_id)
+        actions = ROTATION_ACTIONS_BY_FUNCTION.get(logical_id, SECRETS_MANAGER_ROTATION_ACTIONS)
         problems = [
             (statement.get("Sid"), problem)
             for statement in statements
-            for problem in secrets_manager_problems(statement, own_arn, master_arns_for(stack, logical_id))
+            for problem in secrets_manager_problems(statement, own_arn, master_arns_for(stack, logical_id), actions)
         ]
         assert problems == [], logical_id
         rotation = [s for s in statements if ROTATION_CONDITION_KEY in s.get("Condition", {}).get("StringEquals", {})]
         assert len(rotation) == 1, logical_id
-        assert set(as_list(rotation[0]["Action"])) == SECRETS_MANAGER_ROTATION_ACTIONS
+        assert set(as_list(rotation[0]["Action"])) == actions
 
 
 def test_no_statement_anywhere_grants_random_password_or_unconditioned_secrets(stack: Stack) -> None:

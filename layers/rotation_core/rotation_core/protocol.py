@@ -9,7 +9,10 @@ can run again, or after a failure of any earlier step, and converges:
 - createSecret: reuse the token's AWSPENDING value when it has one, else build the next
   credential and store it as AWSPENDING (before the target ever learns it);
 - setSecret / testSecret: delegated to the rotation (strategy + engine);
-- finishSecret: move AWSCURRENT to the token's version, from the version that holds it.
+- finishSecret: move AWSCURRENT to the token's version, from the version that holds it,
+  then run the rotation's work after the move (finished). Invoked again once the token is
+  AWSCURRENT (a retry after that work failed), it runs only already_finished, so that work
+  after the move (revoking an old API key) is retried too.
 """
 
 from __future__ import annotations
@@ -211,6 +214,12 @@ class Rotation(abc.ABC):
         """After AWSCURRENT moved to the token's version, from previous_version (which is now
         AWSPREVIOUS). ctx.meta still shows the stages as they were before the move."""
 
+    def already_finished(self, ctx: StepContext) -> None:  # noqa: B027 - optional hook
+        """finishSecret for a token that is already AWSCURRENT: Secrets Manager retrying a
+        rotation whose finished() failed after the move, or a duplicate invocation. Redo,
+        idempotently, what finished() must not leave undone. ctx.meta shows the stages as
+        they are now (the token's version AWSCURRENT)."""
+
 
 def _client_factory(endpoint: str | None) -> SecretsManagerClient:
     import boto3  # deferred: the runtime ships it; tests and tools may inject a client
@@ -281,7 +290,11 @@ class RotationFunction:
         if stages is None:
             raise EventError(f"{event.step}: the ClientRequestToken is not a version of this secret")
         if CURRENT in stages:
-            logger.info("version is already AWSCURRENT: nothing to do")
+            if event.step != "finishSecret":
+                logger.info("version is already AWSCURRENT: nothing to do")
+                return
+            logger.info("version is already AWSCURRENT: retrying the rotation's work after the move")
+            self.rotation.already_finished(StepContext(store, event, meta, os.environ))
             return
         if PENDING not in stages:
             raise EventError(f"{event.step}: the token's version is not staged AWSPENDING")

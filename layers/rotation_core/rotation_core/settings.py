@@ -27,6 +27,11 @@ ROTATION_STRATEGY = "ROTATION_STRATEGY"
 # TLS and connections.
 DB_CA_BUNDLE = "DB_CA_BUNDLE"
 CONNECT_TIMEOUT = "CONNECT_TIMEOUT"
+# HTTP providers (API keys): the read timeout of each request, and the time budget of one
+# step for all its provider calls, retries and Retry-After waits included (connecting is
+# bounded by CONNECT_TIMEOUT). The budget stays below the function's 30 s timeout.
+HTTP_READ_TIMEOUT = "HTTP_READ_TIMEOUT"
+HTTP_TIME_BUDGET = "HTTP_TIME_BUDGET"
 # Secrets Manager endpoint: AWS's variable. boto3 itself also honours
 # AWS_ENDPOINT_URL_SECRETS_MANAGER and AWS_ENDPOINT_URL, which take precedence.
 SECRETS_MANAGER_ENDPOINT = "SECRETS_MANAGER_ENDPOINT"
@@ -48,6 +53,8 @@ SYSTEM_CA_FILES = (
 
 DEFAULT_PASSWORD_LENGTH = 32
 DEFAULT_CONNECT_TIMEOUT = 5
+DEFAULT_HTTP_READ_TIMEOUT = 10
+DEFAULT_HTTP_TIME_BUDGET = 20
 DEFAULT_SERVICE_NAME = "secrets-manager-rotation"
 DEFAULT_METRICS_NAMESPACE = "SecretsManagerRotation"
 MAX_PASSWORD_LENGTH = 4096  # GetRandomPassword's own limit
@@ -79,6 +86,15 @@ class PasswordPolicy:
 class ConnectionSettings:
     ca_bundle: str | None = None  # a PEM file; None: no system store was found (driver default)
     connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """Timeouts of the calls to an HTTP provider, in seconds."""
+
+    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: int = DEFAULT_HTTP_READ_TIMEOUT
+    time_budget: int = DEFAULT_HTTP_TIME_BUDGET
 
 
 @dataclass(frozen=True)
@@ -123,6 +139,15 @@ def password_policy(env: Mapping[str, str]) -> PasswordPolicy:
         exclude_uppercase=_flag(env, EXCLUDE_UPPERCASE, default=False),
         exclude_lowercase=_flag(env, EXCLUDE_LOWERCASE, default=False),
         require_each_included_type=_flag(env, REQUIRE_EACH_INCLUDED_TYPE, default=True),
+    )
+
+
+def http_settings(env: Mapping[str, str]) -> HttpSettings:
+    """Read the HTTP provider timeouts; called by the functions that call one (API keys)."""
+    return HttpSettings(
+        connect_timeout=_integer(env, CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, 1, 300),
+        read_timeout=_integer(env, HTTP_READ_TIMEOUT, DEFAULT_HTTP_READ_TIMEOUT, 1, 300),
+        time_budget=_integer(env, HTTP_TIME_BUDGET, DEFAULT_HTTP_TIME_BUDGET, 1, 900),
     )
 
 

@@ -1,0 +1,540 @@
+"""What only the API key function has: keys issued and revoked by an HTTP provider (the test
+issuer on loopback), generated keys in a chosen format, provider errors classified and
+retried within the step's time budget, and no key left alive at the provider that is
+neither AWSCURRENT nor AWSPREVIOUS, whatever fails and is retried."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from rotation_core import AuthenticationError, ConfigurationError, RotationError, UnreachableError, settings
+from tests.api_key_target import ApiKeyTarget
+from tests.conftest import RotationCase
+from tests.contract.test_protocol import FaultPlan, InjectedFault, instrument
+from tests.engines import unique
+from tests.support import driver
+from tests.support.issuer import Issuer
+
+
+@pytest.fixture
+def api(api_key_target: ApiKeyTarget, monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> Iterator[ApiKeyTarget]:
+    for key, value in api_key_target.env().items():
+        monkeypatch.setenv(key, value)
+    api_key_target.issuer.clear_faults()
+    yield api_key_target
+    api_key_target.issuer.clear_faults()  # no injected answer outlives its test
+
+
+@pytest.fixture
+def issuer(api: ApiKeyTarget) -> Issuer:
+    return api.issuer
+
+
+def new_case(api: ApiKeyTarget, sm: Any, doc: dict[str, Any] | None = None, strategy: str = "issued") -> RotationCase:
+    """A RotationCase, optionally for a secret JSON of the test's own."""
+    if doc is None:
+        return RotationCase(api, sm, strategy)
+    api.new_secret = lambda client, _: (  # type: ignore[method-assign]
+        str(client.create_secret(Name=unique("api-key"), SecretString=json.dumps(doc))["ARN"]),
+        doc,
+    )
+    try:
+        return RotationCase(api, sm, strategy)
+    finally:
+        del api.new_secret
+
+
+def prefix_of(case: RotationCase) -> str:
+    return str(case.current()["provider"]["label_prefix"])
+
+
+def alive(issuer: Issuer, prefix: str) -> set[str]:
+    return {key.id for key in issuer.live(prefix)}
+
+
+def pending_value(case: RotationCase, token: str) -> str | None:
+    try:
+        return driver.value(case.sm, case.arn, "AWSPENDING", token)
+    except case.sm.exceptions.ResourceNotFoundException:
+        return None
+
+
+def step(case: RotationCase, token: str, name: str) -> None:
+    case.handler(driver.event(case.arn, token, name), None)
+
+
+def assert_clean(message: str, *values: str) -> None:
+    for value in values:
+        assert value not in message, "an error message shows a key or the admin credential"
+
+
+# -- rotations --------------------------------------------------------------------------------
+@pytest.mark.parametrize("strategy", ["generated", "issued"])
+def test_each_key_lives_for_two_rotations_exactly(api: ApiKeyTarget, sm: Any, strategy: str) -> None:
+    case = new_case(api, sm, strategy=strategy)
+    held = [case.current()]
+    for _ in range(4):
+        case.rotate()
+        held.append(case.current())
+        assert api.works(held[-1]) and api.works(held[-2]), "AWSCURRENT and AWSPREVIOUS work"
+        if len(held) >= 3:
+            assert not api.works(held[-3]), "the key two rotations old no longer works"
+        if strategy == "issued":
+            assert alive(api.issuer, prefix_of(case)) == {held[-1]["key_id"], held[-2]["key_id"]}
+    assert len({doc["key"] for doc in held}) == 5
+
+
+@pytest.mark.parametrize("strategy", ["generated", "issued"])
+def test_a_client_that_follows_awscurrent_is_never_refused(api: ApiKeyTarget, sm: Any, strategy: str) -> None:
+    """An application re-reads AWSCURRENT every 150 ms and calls the service in between with
+    the key it read. Each rotation starts just after the application read the current key,
+    so the application still holds it when the rotation moves AWSCURRENT and revokes."""
+    case = new_case(api, sm, strategy=strategy)
+    reader = api.service_sm
+    stop, refreshed = threading.Event(), threading.Condition()
+    held, refreshes, calls = [""], [0], [0]
+    refused: list[int] = []
+
+    def client() -> None:
+        deadline = time.monotonic() + 30  # stops by itself
+        while not stop.is_set() and time.monotonic() < deadline:
+            doc = json.loads(driver.value(reader, case.arn))
+            with refreshed:
+                held[0] = doc["key"]
+                refreshes[0] += 1
+                refreshed.notify_all()
+            until = time.monotonic() + 0.15
+            while time.monotonic() < until and not stop.is_set():
+                calls[0] += 1
+                if not api.works(doc):
+                    refused.append(calls[0])
+                time.sleep(0.005)
+
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    try:
+        for _ in range(3):
+            key = case.current()["key"]
+            with refreshed:
+                seen = refreshes[0]
+                assert refreshed.wait_for(lambda seen=seen, key=key: refreshes[0] > seen and held[0] == key, 10)
+            case.rotate()
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert calls[0] >= 10, "the client kept calling throughout"
+    assert refused == [], "the client was refused during a rotation"
+
+
+def test_keys_of_other_secrets_and_unlabelled_keys_are_left_alone(api: ApiKeyTarget, sm: Any, issuer: Issuer) -> None:
+    mine, other = new_case(api, sm), new_case(api, sm)
+    unrelated = issuer.issue("unrelated-key")
+    looks_like_ours = issuer.issue(prefix_of(mine) + "manual")  # the prefix, but not a rotation's label
+    other.rotate()
+    other_alive = alive(issuer, prefix_of(other))
+    for _ in range(3):
+        mine.rotate()
+    assert alive(issuer, prefix_of(other)) == other_alive
+    assert {unrelated.id, looks_like_ours.id} <= alive(issuer, "")
+
+
+def test_the_default_label_prefix_is_unique_to_the_secret(api: ApiKeyTarget, sm: Any, issuer: Issuer) -> None:
+    doc = api.issued_secret(unique("initial"))
+    del doc["provider"]["label_prefix"]
+    case = new_case(api, sm, doc)
+    expected = "sm-" + hashlib.sha256(case.arn.encode()).hexdigest()[:10] + "-"
+    token = case.rotate()
+    assert {k.label for k in issuer.live(expected)} == {expected + token}
+    case.rotate()
+    assert len(issuer.live(expected)) == 2 and not api.works(doc)
+
+
+@pytest.mark.parametrize(
+    ("admin_auth", "admin_secret"),
+    [
+        ({"type": "header", "name": "X-Admin-Token"}, {}),
+        ({"type": "basic", "username": "admin"}, {}),
+        ({"type": "basic"}, {"username": "admin", "password": "<token>", "token": None}),
+    ],
+    ids=["header", "basic-token-as-password", "basic-username-password"],
+)
+def test_admin_credential_placements(
+    api: ApiKeyTarget, sm: Any, admin_auth: dict[str, Any], admin_secret: dict[str, Any]
+) -> None:
+    change = {k: (api.issuer.admin_token if v == "<token>" else v) for k, v in admin_secret.items()}
+    doc = api.issued_secret(unique("app") + "-")
+    doc["provider"]["admin_auth"] = admin_auth
+    doc["provider"]["admin_secret_arn"] = api.admin_secret(**change)
+    case = new_case(api, sm, doc)
+    case.rotate()
+    assert api.works(case.current())
+
+
+def test_generated_key_format_and_no_verification_url(api: ApiKeyTarget, sm: Any) -> None:
+    doc = {"mode": "generated", "key": "initial-" + "0" * 32, "generate": {"prefix": "whk_", "alphabet": "hex"}}
+    case = new_case(api, sm, doc, strategy="generated")
+    case.rotate()
+    key = case.current()["key"]
+    assert key.startswith("whk_") and len(key) == 44 and set(key[4:]) <= set("0123456789abcdef")
+    assert case.current()["generate"] == doc["generate"]
+
+
+# -- idempotency and cleanup after failures -----------------------------------------------------
+def fail_put_once(case: RotationCase) -> None:
+    failed: list[bool] = []
+
+    def fail(**_: Any) -> None:
+        if not failed:
+            failed.append(True)
+            raise InjectedFault("PutSecretValue failed")
+
+    case.handler.client.meta.events.register("before-call.secrets-manager.PutSecretValue", fail)
+
+
+def test_a_retried_create_secret_does_not_issue_a_second_key(api: ApiKeyTarget, sm: Any, issuer: Issuer) -> None:
+    case = new_case(api, sm)  # the issue endpoint honours an Idempotency-Key
+    prefix = prefix_of(case)
+    fail_put_once(case)
+    token = driver.start_rotation(sm, case.arn)
+    with pytest.raises(InjectedFault):
+        step(case, token, "createSecret")
+    assert issuer.issued(prefix) == 2  # the initial key and this rotation's
+    step(case, token, "createSecret")
+    assert issuer.issued(prefix) == 2, "the retry got the key already issued, not a second one"
+    for name in driver.STEPS[1:]:
+        step(case, token, name)
+    assert alive(issuer, prefix) == {case.current()["key_id"], case.initial["key_id"]}
+
+
+def test_without_idempotency_a_retried_create_secret_revokes_the_unstored_key(
+    api: ApiKeyTarget, sm: Any, issuer: Issuer
+) -> None:
+    case = new_case(api, sm, api.issued_secret(unique("app") + "-", idempotent=False))
+    prefix = prefix_of(case)
+    fail_put_once(case)
+    token = driver.start_rotation(sm, case.arn)
+    with pytest.raises(InjectedFault):
+        step(case, token, "createSecret")
+    step(case, token, "createSecret")
+    assert issuer.issued(prefix + token) == 2
+    assert len(issuer.live(prefix + token)) == 1, "the key issued but never stored is revoked"
+    assert json.loads(pending_value(case, token) or "{}")["key_id"] == issuer.live(prefix + token)[0].id
+    for name in driver.STEPS[1:]:
+        step(case, token, name)
+    assert alive(issuer, prefix) == {case.current()["key_id"], case.initial["key_id"]}
+
+
+@pytest.mark.slow
+def test_a_fault_after_every_call_of_a_second_finish_then_retry(api: ApiKeyTarget, sm: Any, issuer: Issuer) -> None:
+    """The revocation of the key two rotations old survives a failure anywhere in finishSecret:
+    Secrets Manager retries the rotation, the token is AWSCURRENT by then, and the core runs
+    the function's already_finished, which retries the cleanup."""
+    count = None
+    n = 1
+    while count is None or n <= count:
+        case = new_case(api, sm)
+        case.rotate()
+        plan = FaultPlan()
+        instrument(case, plan)
+        token = driver.start_rotation(sm, case.arn)
+        driver.run_steps(case.handler, case.arn, token, driver.STEPS[:3])
+        plan.calls = 0
+        if count is None:  # first round: count the calls of finishSecret
+            step(case, token, "finishSecret")
+            count = plan.calls
+            assert count >= 7  # describe, move, 2 versions, admin secret, list, revoke
+        else:
+            plan.armed_at = n
+            with pytest.raises(InjectedFault):
+                step(case, token, "finishSecret")
+            plan.armed_at = None
+            driver.run_steps(case.handler, case.arn, token)
+            n += 1
+        previous = json.loads(driver.value(sm, case.arn, "AWSPREVIOUS"))
+        assert alive(issuer, prefix_of(case)) == {case.current()["key_id"], previous["key_id"]}
+        assert not api.works(case.initial)
+
+
+def test_a_revoke_refused_after_the_move_is_retried_by_the_next_finish(
+    api: ApiKeyTarget, sm: Any, issuer: Issuer
+) -> None:
+    case = new_case(api, sm)
+    case.rotate()
+    issuer.inject("revoke", 403)
+    token = driver.start_rotation(sm, case.arn)
+    driver.run_steps(case.handler, case.arn, token, driver.STEPS[:3])
+    with pytest.raises(AuthenticationError, match=r"'revoke' endpoint \(DELETE 127\.0\.0\.1\) answered 403"):
+        step(case, token, "finishSecret")
+    assert "AWSCURRENT" in driver.stages(sm, case.arn)[token]
+    assert api.works(case.initial), "the revoke failed"
+    driver.run_steps(case.handler, case.arn, token)  # Secrets Manager retries the rotation
+    assert not api.works(case.initial)
+    assert len(issuer.live(prefix_of(case))) == 2
+
+
+def test_a_late_finish_of_the_last_rotation_spares_the_one_in_progress(api: ApiKeyTarget, sm: Any) -> None:
+    case = new_case(api, sm, api.issued_secret(unique("app") + "-", idempotent=False))
+    first = case.rotate()
+    second = driver.start_rotation(sm, case.arn)
+    step(case, second, "createSecret")
+    step(case, first, "finishSecret")  # a duplicate invocation, arriving late
+    for name in driver.STEPS[1:]:
+        step(case, second, name)
+    assert api.works(case.current())
+
+
+# -- provider errors -----------------------------------------------------------------------------
+def test_5xx_and_429_with_retry_after_are_retried(
+    api: ApiKeyTarget, sm: Any, issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case = new_case(api, sm)
+    issuer.inject("issue", 500)
+    issuer.inject("list", 503)
+    issuer.inject("verify", 429, retry_after="1")
+    issuer.inject("revoke", 502)
+    before = dict(issuer.calls)
+    started = time.monotonic()
+    case.rotate()
+    case.rotate()
+    assert time.monotonic() - started >= 1, "Retry-After was honoured"
+    assert issuer.calls["issue"] - before.get("issue", 0) == 3  # a failure, then 1 per rotation
+    assert issuer.calls["verify"] - before.get("verify", 0) == 3
+    assert not api.works(case.initial)
+
+
+def test_retry_after_beyond_the_time_budget_fails_at_once(
+    api: ApiKeyTarget, sm: Any, issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_TIME_BUDGET", "3")
+    case = new_case(api, sm)
+    issuer.inject("issue", 429, retry_after="60")
+    token = driver.start_rotation(sm, case.arn)
+    started = time.monotonic()
+    with pytest.raises(UnreachableError, match="answered 429; its Retry-After goes beyond the step's time budget"):
+        step(case, token, "createSecret")
+    assert time.monotonic() - started < 2
+    assert pending_value(case, token) is None
+
+
+def test_a_timeout_is_retried_and_the_key_issued_meanwhile_is_revoked(
+    api: ApiKeyTarget, sm: Any, issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_READ_TIMEOUT", "1")
+    case = new_case(api, sm, api.issued_secret(unique("app") + "-", idempotent=False))
+    issuer.inject("issue", None, delay=1.5)  # issued, then answered too late: the client gives up
+    token = case.rotate()
+    label = prefix_of(case) + token
+    assert issuer.issued(label) == 2, "the issue call timed out and was retried"
+    assert [k.id for k in issuer.live(label)] == [case.current()["key_id"]], "the first key is revoked"
+    assert api.works(case.current())
+
+
+def test_the_time_budget_bounds_a_step(
+    api: ApiKeyTarget, sm: Any, issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_TIME_BUDGET", "1")
+    case = new_case(api, sm)
+    issuer.inject("issue", 503, times=20)
+    before = issuer.calls["issue"]
+    token = driver.start_rotation(sm, case.arn)
+    started = time.monotonic()
+    with pytest.raises(UnreachableError, match=r"'issue' endpoint .* answered 503, still, after retries"):
+        step(case, token, "createSecret")
+    assert time.monotonic() - started < 1.5
+    assert issuer.calls["issue"] - before == 2, "retried at once, then the next backoff (1 s) did not fit"
+    assert pending_value(case, token) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(401, AuthenticationError), (403, AuthenticationError), (404, ConfigurationError), (302, ConfigurationError)],
+)
+def test_a_4xx_on_issue_fails_at_once(
+    api: ApiKeyTarget, sm: Any, issuer: Issuer, status: int, error: type[RotationError]
+) -> None:
+    case = new_case(api, sm)
+    before = issuer.calls["issue"]
+    issuer.inject("issue", status)
+    token = driver.start_rotation(sm, case.arn)
+    with pytest.raises(error) as caught:
+        step(case, token, "createSecret")
+    message = str(caught.value)
+    assert f"createSecret: the provider's 'issue' endpoint (POST 127.0.0.1) answered {status}" in message
+    assert_clean(message, case.initial["key"], issuer.admin_token)
+    assert issuer.calls["issue"] - before == 1, "not retried"
+    assert pending_value(case, token) is None
+
+
+def test_a_pending_key_the_provider_refuses_fails_test_secret(api: ApiKeyTarget, sm: Any, issuer: Issuer) -> None:
+    case = new_case(api, sm)
+    token = driver.start_rotation(sm, case.arn)
+    driver.run_steps(case.handler, case.arn, token, driver.STEPS[:2])
+    issuer.inject("verify", 401)
+    with pytest.raises(AuthenticationError, match=r"'verify' endpoint .* answered 401: the pending key was refused"):
+        step(case, token, "testSecret")
+    assert case.current() == case.initial
+    driver.run_steps(case.handler, case.arn, token)
+    assert api.works(case.current())
+
+
+# -- bad secrets: refused at createSecret, nothing written, nothing issued ----------------------
+def issued(change: Callable[[dict[str, Any]], None]) -> Callable[[ApiKeyTarget], dict[str, Any]]:
+    def build(api: ApiKeyTarget) -> dict[str, Any]:
+        doc = api.issued_secret(unique("app") + "-")
+        change(doc)
+        return doc
+
+    return build
+
+
+def generated(change: dict[str, Any]) -> Callable[[ApiKeyTarget], dict[str, Any]]:
+    def build(api: ApiKeyTarget) -> dict[str, Any]:
+        doc = api.generated_secret(unique("svc"))
+        doc.update(copy.deepcopy(change))
+        return doc
+
+    return build
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(doc: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = doc
+        for part in parents:
+            node = node[part]
+        if value is None:
+            del node[last]
+        else:
+            node[last] = value
+
+    return change
+
+
+BAD_SECRETS = {
+    "no mode": (generated({"mode": None}), "missing the field 'mode'"),
+    "unknown mode": (generated({"mode": "rotated"}), "field 'mode' of the current secret must be one of"),
+    "short key format": (generated({"generate": {"alphabet": "hex", "length": 16}}), "'generate.length'"),
+    "unknown alphabet": (generated({"generate": {"alphabet": "emoji"}}), "'generate.alphabet'"),
+    "http verify url": (generated({"verify": {"url": "http://verify.example.com/ping"}}), "'verify.url'"),
+    "no provider": (issued(_set("provider", None)), "missing the field 'provider'"),
+    "no list endpoint": (issued(_set("provider.list", None)), "missing the field 'provider.list'"),
+    "no key_id": (issued(_set("key_id", None)), "'key_id'"),
+    "key_path not a string": (issued(_set("provider.issue.key_path", 3)), "'provider.issue.key_path'"),
+    "unknown method": (issued(_set("provider.revoke.method", "PURGE")), "'provider.revoke.method'"),
+    "http to another host": (
+        issued(_set("provider.issue.url", "http://api.example.com/admin/keys")),
+        "field 'provider.issue.url' of the current secret must be an https URL",
+    ),
+    "key in a url": (issued(_set("provider.verify.url", "https://api.example.com/{key}")), "'provider.verify.url'"),
+    "credentials in a url": (
+        issued(_set("provider.list.url", "https://user:pw@api.example.com/keys")),
+        "'provider.list.url'",
+    ),
+    "no admin secret arn": (issued(_set("provider.admin_secret_arn", None)), "'provider.admin_secret_arn'"),
+    "admin secret missing": (
+        issued(_set("provider.admin_secret_arn", "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-AbCdEf")),
+        "the admin secret has no AWSCURRENT value",
+    ),
+    "bad admin auth": (issued(_set("provider.admin_auth", {"type": "cookie"})), "'provider.admin_auth.type'"),
+    "revoke without key_id": (issued(_set("provider.revoke.url", "https://127.0.0.1/keys")), "'provider.revoke'"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_SECRETS)
+def test_bad_secrets_are_refused_at_create_secret(api: ApiKeyTarget, sm: Any, issuer: Issuer, name: str) -> None:
+    build, message = BAD_SECRETS[name]
+    doc = build(api)
+    case = new_case(api, sm, doc)
+    issued_before = issuer.issued()
+    token = driver.start_rotation(sm, case.arn)
+    with pytest.raises(ConfigurationError, match=re.escape(message)) as caught:
+        step(case, token, "createSecret")
+    assert_clean(str(caught.value), doc.get("key") or "-" * 8, issuer.admin_token)
+    assert pending_value(case, token) is None
+    assert case.current() == doc
+    assert issuer.issued() == issued_before
+
+
+def test_admin_secret_must_list_the_provider_host(api: ApiKeyTarget, sm: Any, issuer: Issuer) -> None:
+    doc = api.issued_secret(unique("app") + "-")
+    doc["provider"]["admin_secret_arn"] = api.admin_secret(hosts=["api.example.com"])
+    case = new_case(api, sm, doc)
+    token = driver.start_rotation(sm, case.arn)
+    with pytest.raises(ConfigurationError, match="that field 'hosts' of the admin secret does not list"):
+        step(case, token, "createSecret")
+    assert pending_value(case, token) is None
+
+
+def test_the_admin_secret_cannot_be_the_rotated_secret(api: ApiKeyTarget, sm: Any) -> None:
+    case = new_case(api, sm)
+    doc = case.current()
+    doc["provider"]["admin_secret_arn"] = case.arn
+    sm.put_secret_value(SecretId=case.arn, SecretString=json.dumps(doc), VersionStages=["AWSCURRENT"])
+    token = driver.start_rotation(sm, case.arn)
+    with pytest.raises(ConfigurationError, match=r"'provider\.admin_secret_arn' .* must name another secret"):
+        step(case, token, "createSecret")
+
+
+def test_an_issue_response_without_the_key_and_the_orphan_it_leaves(api: ApiKeyTarget, sm: Any, issuer: Issuer) -> None:
+    doc = api.issued_secret(unique("app") + "-")
+    good_path = doc["provider"]["issue"]["key_path"]
+    doc["provider"]["issue"]["key_path"] = "data.token"
+    case = new_case(api, sm, doc)
+    abandoned = driver.start_rotation(sm, case.arn)
+    with pytest.raises(ConfigurationError, match=r"no key at field 'provider\.issue\.key_path'"):
+        step(case, abandoned, "createSecret")
+    assert pending_value(case, abandoned) is None
+    orphans = issuer.live(prefix_of(case) + abandoned)
+    assert len(orphans) == 1, "issued, but the key could not be read from the response"
+    # The rotation is abandoned; the secret is fixed; the next rotation revokes the orphan.
+    sm.update_secret_version_stage(SecretId=case.arn, VersionStage="AWSPENDING", RemoveFromVersionId=abandoned)
+    doc["provider"]["issue"]["key_path"] = good_path
+    sm.put_secret_value(SecretId=case.arn, SecretString=json.dumps(doc), VersionStages=["AWSCURRENT"])
+    case.rotate()
+    assert issuer.live(prefix_of(case) + abandoned) == []
+    assert alive(issuer, prefix_of(case)) == {case.current()["key_id"], case.initial["key_id"]}
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("https://api.example.com/v1/keys", True),
+        ("http://127.0.0.1:8080/v1/keys", True),
+        ("http://127.8.9.10/v1/keys", True),
+        ("http://localhost/v1/keys", True),
+        ("http://[::1]:8443/v1/keys", True),
+        ("http://10.0.0.1/v1/keys", False),
+        ("http://api.example.com/v1/keys", False),
+        ("http://127.0.0.1.example.com/v1/keys", False),
+        ("ftp://api.example.com/v1/keys", False),
+        ("https://{label}.example.com/v1/keys", False),
+        ("/v1/keys", False),
+    ],
+)
+def test_only_https_except_loopback(api: ApiKeyTarget, url: str, accepted: bool) -> None:
+    doc = {"mode": "generated", "key": "k" * 40, "verify": {"url": url}}
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:urls-AbCdEf"
+    if accepted:
+        assert api.module.parse(json.dumps(doc), "current", arn).verify.host in url
+    else:
+        with pytest.raises(ConfigurationError, match=r"field 'verify\.url' of the current secret"):
+            api.module.parse(json.dumps(doc), "current", arn)
+
+
+def test_http_settings_are_parsed_at_the_edge() -> None:
+    assert settings.http_settings({}) == settings.HttpSettings(connect_timeout=5, read_timeout=10, time_budget=20)
+    parsed = settings.http_settings({"CONNECT_TIMEOUT": "2", "HTTP_READ_TIMEOUT": "3", "HTTP_TIME_BUDGET": "7"})
+    assert parsed == settings.HttpSettings(connect_timeout=2, read_timeout=3, time_budget=7)
+    for name, value in [("HTTP_READ_TIMEOUT", "0"), ("HTTP_TIME_BUDGET", "soon"), ("CONNECT_TIMEOUT", "-1")]:
+        with pytest.raises(ConfigurationError, match=f"environment variable {name} must be"):
+            settings.http_settings({name: value})
