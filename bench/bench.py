@@ -1,38 +1,49 @@
-"""`make bench`: what a rotation costs, measured against a real PostgreSQL and moto's server.
+"""`make bench`: what a rotation costs, for every database engine and both strategies,
+measured against real servers (the test suite's throwaway PostgreSQL and MariaDB, and
+PostgreSQL behind the Redshift shim) and moto's Secrets Manager server.
 
 The parent process plays Secrets Manager (it starts each rotation with RotateSecret); a
 child process plays the Lambda execution environment (it imports the function once, then
-runs the four steps of each rotation it is told about), so the child's numbers are the
-function's alone. Prints a Markdown table:
+runs the steps it is told about), so the child's numbers are the function's alone. The
+first rotation runs createSecret, set+test and finishSecret each in a fresh child, to see
+whether createSecret or finishSecret load the database driver. Prints a Markdown table:
 
 - Secrets Manager API calls per full rotation (by operation),
 - database connections opened per rotation,
 - whether createSecret and finishSecret imported the database driver,
-- import time of the handler module in a fresh process (median),
-- wall time of a full rotation (median),
-- peak RSS of the function process.
+- wall time of a full rotation (median, warm), and with each step in a fresh process,
+- peak RSS of the function process,
+- import time of each handler module in a fresh process (median).
+
+Exits 1 when a budget is exceeded: at most 11 calls and 2 connections for a single-user
+rotation, the driver never loaded by createSecret or finishSecret, under 128 MB.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import resource
-import secrets
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYER = ROOT / "layers" / "rotation_core"
-FUNCTION = ROOT / "functions" / "postgres"
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
+DRIVERS = {"postgres": "psycopg2", "mysql": "pymysql", "redshift": "redshift_connector"}
+STRATEGIES = ("single-user", "alternating-users")
+BUDGET_CALLS, BUDGET_CONNECTIONS, BUDGET_RSS_MB = 11, 2, 128
 
 
 def peak_rss_kb() -> int:
@@ -44,23 +55,23 @@ def peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def child() -> int:
+def child(engine: str) -> int:
     """The function's process: one handler; each stdin line names a rotation and its steps."""
-    sys.path[:0] = [str(LAYER), str(FUNCTION)]
+    sys.path[:0] = [str(LAYER), str(ROOT / "functions" / engine)]
     import app  # the deployed handler module, as Lambda imports it
 
     handler = app.lambda_handler
     calls: Counter[str] = Counter()
     handler.client.meta.events.register("before-call.secrets-manager", lambda model, **_: calls.update([model.name]))
-    engine = handler.rotation.engine
+    engine_object = handler.rotation.engine
     connects = []
-    original = engine.connect
+    original = engine_object.connect
 
     def counting_connect(login: Any, settings: Any) -> Any:
         connects.append(1)
         return original(login, settings)
 
-    engine.connect = counting_connect
+    engine_object.connect = counting_connect
     for line in sys.stdin:
         arn, token, steps = line.split()
         calls.clear()
@@ -70,7 +81,7 @@ def child() -> int:
         for step in steps.split(","):
             handler({"Step": step, "SecretId": arn, "ClientRequestToken": token}, None)
             if step in ("createSecret", "finishSecret"):
-                driver_seen[step] = "psycopg2" in sys.modules
+                driver_seen[step] = DRIVERS[engine] in sys.modules
         elapsed = time.perf_counter() - started
         print(
             json.dumps(
@@ -90,9 +101,9 @@ def child() -> int:
 class Function:
     """A child process playing one Lambda execution environment."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--child"],
+            [sys.executable, __file__, "--child", engine],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -103,7 +114,10 @@ class Function:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(f"{arn} {token} {','.join(steps)}\n")
         self.proc.stdin.flush()
-        return dict(json.loads(self.proc.stdout.readline()))
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the function process failed (see its output above)")
+        return dict(json.loads(line))
 
     def close(self) -> None:
         assert self.proc.stdin is not None
@@ -124,9 +138,10 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def import_time(runs: int = 7) -> float:
+def import_time(engine: str, runs: int = 7) -> float:
+    function = ROOT / "functions" / engine
     code = (
-        f"import sys, time; sys.path[:0] = [{str(LAYER)!r}, {str(FUNCTION)!r}]; t = time.perf_counter(); "
+        f"import sys, time; sys.path[:0] = [{str(LAYER)!r}, {str(function)!r}]; t = time.perf_counter(); "
         "import app; print(time.perf_counter() - t)"
     )
     samples = []
@@ -142,13 +157,39 @@ def import_time(runs: int = 7) -> float:
     return statistics.median(samples)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@contextlib.contextmanager
+def harnesses(workdir: str) -> Iterator[dict[str, Any]]:
+    """The test suite's own harnesses: throwaway servers, users and secrets."""
+    from tests.engines import MySQLHarness, PostgresHarness, RedshiftHarness
+    from tests.support.servers import mariadb_from_env_or_start, postgres_from_env_or_start
+
+    with contextlib.ExitStack() as stack:
+        postgres = postgres_from_env_or_start()
+        stack.callback(postgres.stop)
+        mariadb = mariadb_from_env_or_start()
+        stack.callback(mariadb.stop)
+        redshift = RedshiftHarness.from_env_or_start(workdir)
+        stack.callback(redshift.stop)
+        yield {"postgres": PostgresHarness(postgres), "mysql": MySQLHarness(mariadb), "redshift": redshift}
 
 
-def parent(rotations: int) -> int:
+def measure(engine: str, arn: str, start_rotation: Callable[[], str], rotations: int) -> list[dict[str, Any]]:
+    # First rotation: createSecret and finishSecret each in a fresh execution environment.
+    token = start_rotation()
+    parts = []
+    for steps in (STEPS[:1], STEPS[1:3], STEPS[3:]):
+        fresh = Function(engine)
+        parts.append(fresh.run(arn, token, steps))
+        fresh.close()
+    runs = [merge(parts)]
+    warm = Function(engine)
+    warm.run(arn, start_rotation(), STEPS)  # this environment's cold start
+    runs += [warm.run(arn, start_rotation(), STEPS) for _ in range(rotations)]
+    warm.close()
+    return runs
+
+
+def parent(rotations: int, engines: list[str]) -> int:
     sys.path[:0] = [str(LAYER), str(ROOT)]
     os.environ.update(
         AWS_ACCESS_KEY_ID="bench",
@@ -159,128 +200,98 @@ def parent(rotations: int) -> int:
         POWERTOOLS_LOG_LEVEL="WARNING",
         POWERTOOLS_METRICS_DISABLED="true",
     )
-    import logging
-
     import boto3
     from moto.server import ThreadedMotoServer
-    from psycopg2.extensions import encrypt_password
 
     from tests.support import driver
-    from tests.support.servers import PostgresServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = PostgresServer()
-    info = server.start()
-    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
     os.environ["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = f"http://127.0.0.1:{port}"
-    os.environ["DB_CA_BUNDLE"] = info.ca_file
     sm = boto3.client("secretsmanager")
-
-    def create_role(name: str, attributes: str = "") -> str:
-        password = secrets.token_urlsafe(24)
-        conn = server.admin_connect()
-        try:
-            verifier = encrypt_password(password, name, conn, "scram-sha-256")
-            with conn.cursor() as cur:
-                cur.execute(f'CREATE ROLE "{name}" WITH LOGIN {attributes} PASSWORD %s', (verifier,))
-        finally:
-            conn.close()
-        return password
-
-    results: dict[str, list[dict[str, Any]]] = {}
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     try:
-        master = sm.create_secret(
-            Name="bench/master",
-            SecretString=json.dumps(
-                {"username": "bench_master", "password": create_role("bench_master", "CREATEROLE")}
-            ),
-        )["ARN"]
-        for strategy in ("single-user", "alternating-users"):
-            user = "bench_" + strategy.replace("-", "_")
-            doc = {
-                "engine": "postgres",
-                "host": info.host,
-                "port": info.port,
-                "username": user,
-                "password": create_role(user),
-                "dbname": "postgres",
-            }
-            if strategy == "alternating-users":
-                doc["masterarn"] = master
-            arn = sm.create_secret(Name=f"bench/{strategy}", SecretString=json.dumps(doc))["ARN"]
-            # First rotation: createSecret and finishSecret each in a fresh execution
-            # environment, to see whether they import the database driver.
-            token = driver.start_rotation(sm, arn)
-            parts = []
-            for steps in (STEPS[:1], STEPS[1:3], STEPS[3:]):
-                fresh = Function()
-                parts.append(fresh.run(arn, token, steps))
-                fresh.close()
-            runs = [merge(parts)]
-            warm = Function()
-            warm.run(arn, driver.start_rotation(sm, arn), STEPS)  # the cold start of this environment
-            for _ in range(rotations):
-                runs.append(warm.run(arn, driver.start_rotation(sm, arn), STEPS))
-            warm.close()
-            results[strategy] = runs
+        with tempfile.TemporaryDirectory() as workdir, harnesses(workdir) as chosen:
+            for engine in engines:
+                harness = chosen[engine]
+                saved = dict(os.environ)
+                os.environ.update(harness.env())
+                try:
+                    for strategy in STRATEGIES:
+                        arn, _ = harness.new_secret(sm, strategy)
+                        results[(engine, strategy)] = measure(
+                            engine, arn, lambda arn=arn: driver.start_rotation(sm, arn), rotations
+                        )
+                finally:
+                    os.environ.clear()
+                    os.environ.update(saved)
     finally:
         moto.stop()
-        server.stop()
-
-    startup = import_time()
-    print(table(results, startup, rotations))
-    single = results["single-user"]
-    ok = max(sum(r["calls"].values()) for r in single) <= 11 and max(r["connections"] for r in single) <= 2
-    ok = ok and not any(any(runs[0]["driver"].values()) for runs in results.values())
-    ok = ok and max(r["peak_kb"] for runs in results.values() for r in runs) < 128 * 1024
-    print("\nbudgets: " + ("all met" if ok else "EXCEEDED"))
-    return 0 if ok else 1
+    imports = {engine: import_time(engine) for engine in engines}
+    print(table(results, imports, rotations))
+    problems = budget_problems(results)
+    print("\nbudgets: " + ("all met" if not problems else "EXCEEDED: " + "; ".join(problems)))
+    return 0 if not problems else 1
 
 
-def table(results: dict[str, list[dict[str, Any]]], startup: float, rotations: int) -> str:
-    def col(strategy: str, what: str) -> str:
-        runs = results[strategy]
-        steady = runs[1:]  # runs[0] ran each step in a fresh process
-        if what == "calls":
-            counts = Counter(runs[-1]["calls"])
-            detail = ", ".join(f"{n} {op}" for op, n in sorted(counts.items()))
-            return f"{sum(counts.values())} ({detail})"
-        if what == "connections":
-            return str(max(r["connections"] for r in runs))
-        if what == "driver":
-            first = runs[0]["driver"]  # the only rotation whose steps ran in fresh processes
-            return ", ".join(step for step, seen in first.items() if seen) or "never"
-        if what == "wall":
-            return f"{statistics.median(r['seconds'] for r in steady) * 1000:.0f} ms"
-        if what == "cold":
-            return f"{runs[0]['seconds'] * 1000:.0f} ms"
-        return f"{max(r['peak_kb'] for r in runs) / 1024:.0f} MB"
+def budget_problems(results: dict[tuple[str, str], list[dict[str, Any]]]) -> list[str]:
+    problems = []
+    for (engine, strategy), runs in results.items():
+        if strategy == "single-user":
+            calls = max(sum(r["calls"].values()) for r in runs)
+            connections = max(r["connections"] for r in runs)
+            if calls > BUDGET_CALLS:
+                problems.append(f"{engine}: {calls} Secrets Manager calls")
+            if connections > BUDGET_CONNECTIONS:
+                problems.append(f"{engine}: {connections} connections")
+        if any(runs[0]["driver"].values()):
+            problems.append(f"{engine} {strategy}: the driver was imported by createSecret or finishSecret")
+        if max(r["peak_kb"] for r in runs) >= BUDGET_RSS_MB * 1024:
+            problems.append(f"{engine} {strategy}: peak RSS over {BUDGET_RSS_MB} MB")
+    return problems
 
-    rows = [
-        ("Secrets Manager API calls per rotation", "calls", "≤ 11 (single user)", "about 14"),
-        ("database connections per rotation", "connections", "≤ 2 (single user)", "3"),
-        ("driver imported by createSecret / finishSecret", "driver", "never", "always"),
-        (f"full rotation, warm (median of {rotations})", "wall", "", ""),
-        ("full rotation, each step in a fresh process", "cold", "", ""),
-        ("peak RSS of the function process", "rss", "works at 128 MB", ""),
+
+def table(results: dict[tuple[str, str], list[dict[str, Any]]], imports: dict[str, float], rotations: int) -> str:
+    header = (
+        "| engine | strategy | Secrets Manager calls | DB connections | driver in create/finish "
+        f"| rotation, warm (median of {rotations}) | rotation, each step in a fresh process | peak RSS "
+        "| handler import (fresh process) |"
+    )
+    lines = [
+        header,
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    lines = ["| what | single user | alternating users | budget | AWS's function |", "| --- | --- | --- | --- | --- |"]
-    lines += [
-        f"| {label} | {col('single-user', key)} | {col('alternating-users', key)} | {budget} | {aws} |"
-        for label, key, budget, aws in rows
-    ]
-    lines.append(f"| handler module import, fresh process (median of 7) | {startup * 1000:.0f} ms | | | |")
+    for (engine, strategy), runs in results.items():
+        counts = Counter(runs[-1]["calls"])
+        detail = ", ".join(f"{n} {op}" for op, n in sorted(counts.items()))
+        seen = ", ".join(step for step, loaded in runs[0]["driver"].items() if loaded) or "never"
+        warm = statistics.median(r["seconds"] for r in runs[1:]) * 1000
+        lines.append(
+            f"| {engine} | {strategy} | {sum(counts.values())} ({detail}) | {max(r['connections'] for r in runs)} "
+            f"| {seen} | {warm:.0f} ms | {runs[0]['seconds'] * 1000:.0f} ms "
+            f"| {max(r['peak_kb'] for r in runs) / 1024:.0f} MB | {imports[engine] * 1000:.0f} ms |"
+        )
+    lines.append(
+        f"\nBudgets (DESIGN.md): single user at most {BUDGET_CALLS} Secrets Manager calls and "
+        f"{BUDGET_CONNECTIONS} connections (AWS's functions: about 14 and 3); the driver never imported "
+        f"by createSecret or finishSecret (AWS's: always); works at {BUDGET_RSS_MB} MB."
+    )
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Measure a rotation's calls, connections, time and memory.")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--rotations", type=int, default=11, help="rotations per strategy (default 11)")
+    parser.add_argument("--child", metavar="ENGINE", help=argparse.SUPPRESS)
+    parser.add_argument("--rotations", type=int, default=9, help="warm rotations per engine and strategy")
+    parser.add_argument("--engine", action="append", choices=sorted(DRIVERS), help="engines (default: all)")
     args = parser.parse_args()
-    return child() if args.child else parent(max(2, args.rotations))
+    if args.child:
+        return child(args.child)
+    return parent(max(1, args.rotations), args.engine or list(DRIVERS))
 
 
 if __name__ == "__main__":
