@@ -54,8 +54,11 @@ class Target(Protocol):
 class DatabaseHarness:
     """The Target side of every database engine, built on a few engine-specific methods."""
 
-    name: str
+    name: str  # also the folder under functions/
+    driver_module: str  # the database driver, which createSecret and finishSecret must never import
     info: ServerInfo
+    master_user: str
+    master_password: str
     strategies = ("single-user", "alternating-users")
 
     def make_handler(self) -> RotationFunction:
@@ -108,6 +111,7 @@ class DatabaseHarness:
 
 class PostgresHarness(DatabaseHarness):
     name = "postgres"
+    driver_module = "psycopg2"
 
     def __init__(self, server: PostgresServer) -> None:
         self.server = server
@@ -183,6 +187,7 @@ class MySQLHarness(DatabaseHarness):
     """The MySQL engine against a MariaDB server (its secrets say engine "mariadb")."""
 
     name = "mysql"
+    driver_module = "pymysql"
     # What an RDS for MariaDB master user holds (no SUPER), with GRANT OPTION.
     MASTER_PRIVILEGES = (
         "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, RELOAD, PROCESS, REFERENCES, INDEX, ALTER, "
@@ -275,6 +280,7 @@ class RedshiftHarness(DatabaseHarness):
     """
 
     name = "redshift"
+    driver_module = "redshift_connector"
     DBNAME = "dev"  # Redshift's default database, created in the emulation
 
     def __init__(self, server: PostgresServer, shim: Any | None, master_user: str, master_password: str) -> None:

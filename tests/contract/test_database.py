@@ -7,6 +7,10 @@ Parametrized over every database harness (tests/engines.py).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from typing import Any
 
 import pytest
@@ -14,7 +18,8 @@ import pytest
 from rotation_core import AuthenticationError, ConfigurationError
 from tests.conftest import RotationCase
 from tests.engines import DatabaseHarness, new_password, unique
-from tests.support import driver
+from tests.support import driver, leaks
+from tests.support.functions import ROOT
 
 
 def test_attached_to_a_secret_with_extra_fields(harness: DatabaseHarness, sm: Any) -> None:
@@ -161,3 +166,81 @@ def test_single_user_recovers_the_password_of_an_abandoned_rotation(harness: Dat
     driver.run_steps(case.handler, case.arn, token)
     assert case.works(case.current())
     assert not case.works(stranded)
+
+
+# -- budgets, driver loading, logs: the same for every engine ----------------------------------
+@pytest.mark.parametrize("strategy", DatabaseHarness.strategies)
+def test_the_master_user_itself_is_never_rotated_as_an_alternating_user(
+    harness: DatabaseHarness, sm: Any, strategy: str
+) -> None:
+    master = sm.create_secret(Name=unique("master"), SecretString=json.dumps(harness.master()))["ARN"]
+    username = harness.master_user + ("_clone" if strategy == "alternating-users" else "")
+    doc = harness.secret(username, new_password(), masterarn=master)
+    arn = sm.create_secret(Name=unique("self"), SecretString=json.dumps(doc))["ARN"]
+    handler = harness.make_handler()
+    token = driver.start_rotation(sm, arn)
+    handler(driver.event(arn, token, "createSecret"), None)
+    with pytest.raises(ConfigurationError, match="master secret's user"):
+        handler(driver.event(arn, token, "setSecret"), None)
+    assert harness.logs_in(harness.master_user, harness.master_password)
+
+
+def test_single_user_rotation_stays_within_budget(harness: DatabaseHarness, sm: Any) -> None:
+    """At most 11 Secrets Manager calls and 2 database connections (AWS's: about 14 and 3)."""
+    case = RotationCase(harness, sm, "single-user")
+    calls: list[str] = []
+    case.handler.client.meta.events.register("before-call.secrets-manager", lambda model, **_: calls.append(model.name))
+    engine = case.handler.rotation.engine  # type: ignore[attr-defined]
+    connects: list[str] = []
+    original = engine.connect
+    engine.connect = lambda login, settings: connects.append(login.username) or original(login, settings)
+    token = driver.start_rotation(sm, case.arn)
+    driver.run_steps(case.handler, case.arn, token)
+    assert len(calls) <= 11, calls
+    assert calls.count("DescribeSecret") == 4
+    assert "GetRandomPassword" not in calls
+    assert len(connects) <= 2, connects
+    assert case.works(case.current())
+
+
+def test_create_and_finish_never_import_the_driver(harness: DatabaseHarness, sm: Any, moto_endpoint: str) -> None:
+    case = RotationCase(harness, sm, "single-user")
+    token = driver.start_rotation(sm, case.arn)
+    driver_module = harness.driver_module
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = [{str(ROOT / "layers" / "rotation_core")!r}, {str(ROOT / "functions" / harness.name)!r}]
+        import app
+        event = {{"SecretId": {case.arn!r}, "ClientRequestToken": {token!r}}}
+        app.lambda_handler(dict(event, Step="createSecret"), None)
+        assert {driver_module!r} not in sys.modules, "createSecret imported the driver"
+        app.lambda_handler(dict(event, Step="finishSecret"), None)
+        assert {driver_module!r} not in sys.modules, "finishSecret imported the driver"
+        print("driver-not-imported")
+    """)
+    env = {**os.environ, "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_endpoint}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "driver-not-imported" in out.stdout
+    assert leaks.find(out.stdout + out.stderr) == []
+
+
+@pytest.mark.parametrize("strategy", DatabaseHarness.strategies)
+def test_logs_of_a_rotation_hold_no_secret(
+    harness: DatabaseHarness,
+    sm: Any,
+    strategy: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    case = RotationCase(harness, sm, strategy)
+    token = driver.start_rotation(sm, case.arn)
+    for step in driver.STEPS:
+        case.handler(driver.event(case.arn, token, step, rotation_token="rotation-token-" + driver.new_token()), None)
+    out, err = capsys.readouterr()
+    text = out + err + caplog.text
+    assert '"step":"setSecret"' in text and "StepSucceeded" in text, "the logs and metrics were captured"
+    assert case.current()["password"] not in text
+    assert leaks.find(text) == []  # every password, hash and RotationToken the session generated

@@ -7,11 +7,7 @@ only a MySQL 8 server could test."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-import textwrap
 from typing import Any
 
 import pytest
@@ -22,8 +18,7 @@ from rotation_core.settings import ConnectionSettings
 from rotation_core.values import Sensitive
 from tests.conftest import RotationCase
 from tests.engines import MySQLHarness, new_password, unique
-from tests.support import driver, functions, leaks
-from tests.support.functions import ROOT
+from tests.support import driver, leaks
 from tests.support.servers import import_pymysql, mysql_native_password_hash
 from tests.support.tls import generate_ca
 
@@ -300,80 +295,7 @@ def test_a_clone_name_over_the_limit_is_refused_before_anything_is_written(
     assert hosts(my, username + "_clone") == []
 
 
-def test_the_master_user_itself_is_never_rotated_as_an_alternating_user(my: MySQLHarness, sm: Any) -> None:
-    master = sm.create_secret(Name=unique("master"), SecretString=json.dumps(my.master()))["ARN"]
-    doc = my.secret(my.master_user + "_clone", new_password(), masterarn=master)
-    arn = sm.create_secret(Name=unique("self"), SecretString=json.dumps(doc))["ARN"]
-    handler = my.make_handler()
-    token = driver.start_rotation(sm, arn)
-    handler(driver.event(arn, token, "createSecret"), None)
-    with pytest.raises(ConfigurationError, match="master secret's user"):
-        handler(driver.event(arn, token, "setSecret"), None)
-    assert my.logs_in(my.master_user, my.master_password)
-
-
 # -- budgets and imports -------------------------------------------------------------------------
-def test_single_user_rotation_stays_within_budget(my: MySQLHarness, sm: Any) -> None:
-    """At most 11 Secrets Manager calls and 2 database connections (AWS's: ~14 and 3)."""
-    case = RotationCase(my, sm, "single-user")
-    calls: list[str] = []
-    case.handler.client.meta.events.register("before-call.secrets-manager", lambda model, **_: calls.append(model.name))
-    engine = case.handler.rotation.engine  # type: ignore[attr-defined]
-    connects: list[str] = []
-    original = engine.connect
-    engine.connect = lambda login, settings: connects.append(login.username) or original(login, settings)
-    token = driver.start_rotation(sm, case.arn)
-    driver.run_steps(case.handler, case.arn, token)
-    assert len(calls) <= 11, calls
-    assert calls.count("DescribeSecret") == 4
-    assert "GetRandomPassword" not in calls
-    assert len(connects) <= 2, connects
-    assert case.works(case.current())
-
-
-def test_create_and_finish_never_import_the_driver(my: MySQLHarness, sm: Any, moto_endpoint: str) -> None:
-    case = RotationCase(my, sm, "single-user")
-    token = driver.start_rotation(sm, case.arn)
-    script = textwrap.dedent(f"""
-        import sys
-        sys.path[:0] = [{str(ROOT / "layers" / "rotation_core")!r}, {str(ROOT / "functions" / "mysql")!r}]
-        import app
-        event = {{"SecretId": {case.arn!r}, "ClientRequestToken": {token!r}}}
-        app.lambda_handler(dict(event, Step="createSecret"), None)
-        assert "pymysql" not in sys.modules, "createSecret imported pymysql"
-        app.lambda_handler(dict(event, Step="finishSecret"), None)
-        assert "pymysql" not in sys.modules, "finishSecret imported pymysql"
-        print("driver-not-imported")
-    """)
-    env = {**os.environ, "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_endpoint}
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60, check=False
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "driver-not-imported" in out.stdout
-    for kind in leaks.find(out.stdout + out.stderr):
-        pytest.fail(f"the subprocess printed a generated {kind}")
-
-
-def test_logs_of_a_rotation_hold_no_secret(
-    my: MySQLHarness, sm: Any, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
-) -> None:
-    case = RotationCase(my, sm, "alternating-users")
-    token = driver.start_rotation(sm, case.arn)
-    for step in driver.STEPS:
-        case.handler(driver.event(case.arn, token, step, rotation_token="rotation-token-" + driver.new_token()), None)
-    out, err = capsys.readouterr()
-    text = out + err + caplog.text
-    assert '"step":"setSecret"' in text and "StepSucceeded" in text, "the logs and metrics were captured"
-    current = case.current()
-    assert current["password"] not in text
-    assert mysql_native_password_hash(current["password"]) not in text
-    assert leaks.find(text) == []
-
-
-def test_the_function_module_is_importable_as_lambda_does() -> None:
-    module = functions.load("mysql")
-    assert callable(module.lambda_handler)
 
 
 def test_error_messages_mask_the_password_and_its_hash(my: MySQLHarness) -> None:

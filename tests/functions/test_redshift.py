@@ -10,13 +10,9 @@ functions/redshift/app.py lists what only a real Redshift can test.
 from __future__ import annotations
 
 import json
-import os
 import re
 import string
-import subprocess
-import sys
 import tempfile
-import textwrap
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,7 +24,7 @@ from rotation_core.settings import ConnectionSettings, password_policy
 from rotation_core.values import Sensitive
 from tests.conftest import RotationCase
 from tests.engines import RedshiftHarness, new_password, redshift_md5, unique
-from tests.support import driver, functions, leaks
+from tests.support import driver, functions
 from tests.support.functions import ROOT
 from tests.support.tls import generate_ca
 
@@ -399,53 +395,6 @@ def test_quote_ident_doubles_quotes_and_refuses_nul() -> None:
 
 
 # -- budgets: calls, connections, the driver loaded only when needed --------------------
-def test_single_user_rotation_stays_within_budget(rs: RedshiftHarness, sm: Any) -> None:
-    """At most 11 Secrets Manager calls and 2 database connections (AWS's: ~14 and 3)."""
-    case = RotationCase(rs, sm, "single-user")
-    calls: list[str] = []
-    case.handler.client.meta.events.register("before-call.secrets-manager", lambda model, **_: calls.append(model.name))
-    engine = case.handler.rotation.engine  # type: ignore[attr-defined]
-    connects: list[str] = []
-    original = engine.connect
-    engine.connect = lambda login, settings: connects.append(login.username) or original(login, settings)
-    token = driver.start_rotation(sm, case.arn)
-    driver.run_steps(case.handler, case.arn, token)
-    assert len(calls) <= 11, calls
-    assert calls.count("DescribeSecret") == 4
-    assert "GetRandomPassword" not in calls
-    assert len(connects) <= 2, connects
-    assert case.works(case.current())
-
-
-def test_create_and_finish_never_import_the_driver(rs: RedshiftHarness, sm: Any, moto_endpoint: str) -> None:
-    case = RotationCase(rs, sm, "single-user")
-    token = driver.start_rotation(sm, case.arn)
-    script = textwrap.dedent(f"""
-        import sys
-        sys.path[:0] = [{str(ROOT / "layers" / "rotation_core")!r}, {str(ROOT / "functions" / "redshift")!r}]
-        import app
-        assert "redshift_connector" not in sys.modules, "importing the function imported redshift_connector"
-        event = {{"SecretId": {case.arn!r}, "ClientRequestToken": {token!r}}}
-        app.lambda_handler(dict(event, Step="createSecret"), None)
-        assert "redshift_connector" not in sys.modules, "createSecret imported redshift_connector"
-        app.lambda_handler(dict(event, Step="finishSecret"), None)
-        assert "redshift_connector" not in sys.modules, "finishSecret imported redshift_connector"
-        print("driver-not-imported")
-    """)
-    env = {**os.environ, "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_endpoint}
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60, check=False
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "driver-not-imported" in out.stdout
-    for kind in leaks.find(out.stdout + out.stderr):
-        pytest.fail(f"the subprocess printed a generated {kind}")
-
-
-def test_the_function_module_is_importable_as_lambda_does() -> None:
-    module = functions.load("redshift")
-    assert callable(module.lambda_handler)
-    assert module.lambda_handler.rotation.name == "redshift"
 
 
 @pytest.mark.parametrize("step", driver.STEPS)
