@@ -18,6 +18,7 @@ can run again, or after a failure of any earlier step, and converges:
 from __future__ import annotations
 
 import abc
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -139,9 +140,13 @@ class StepContext:
         self.token = event.token
         self.meta = meta
         self.env = env
-        self.settings = config.load(env)
         self._store = store
         self._cache: dict[tuple[str, str | None, str | None], str | None] = {}
+
+    @functools.cached_property
+    def settings(self) -> config.Settings:
+        """Parsed on first use, so a step that needs no configuration never fails on it."""
+        return config.load(self.env)
 
     def _get(self, secret_id: str, stage: str | None, version: str | None) -> str | None:
         key = (secret_id, stage, version)
