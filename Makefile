@@ -1,21 +1,23 @@
 # Everything runs on Python 3.13, the Lambda runtime's version.
 #   make demo    a full rotation against a throwaway PostgreSQL and a local Secrets Manager
-#   make test    lint, types, `sam validate --lint`, then the whole test suite
+#   make test    lint, types, `sam validate --lint`, checkov, then the whole test suite
 #   make bench   calls, connections, import time, wall time and memory of a rotation
 SHELL := /bin/bash
 PYTHON313 := $(shell scripts/python313.sh)
 PY_BIN := $(dir $(PYTHON313))
 VENV := .venv
 SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
 PY := $(VENV)/bin/python
 SAM := $(SAM_VENV)/bin/sam
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
 FUNCTIONS := $(wildcard functions/*/app.py)
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 # pip: quiet, and no warnings about this machine's optional local package folders
 PIP_QUIET := -q --disable-pip-version-check
 
-.PHONY: all venv sam-venv system-deps lint typecheck validate unit test demo bench build clean
+.PHONY: all venv sam-venv checkov-venv system-deps lint typecheck validate checkov unit test demo bench build clean
 
 all: test
 
@@ -32,8 +34,16 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 	$(SAM) --version
 	touch $@
 
+# checkov pins dozens of packages of its own: it lives in its own virtual environment too.
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON313) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install $(PIP_QUIET) -r requirements-checkov.txt 2>&1 | grep -v "^WARNING: Location" || true
+	$(CHECKOV) --version
+	touch $@
+
 venv: $(VENV)/.installed
 sam-venv: $(SAM_VENV)/.installed
+checkov-venv: $(CHECKOV_VENV)/.installed
 
 system-deps:
 	scripts/system-deps.sh
@@ -50,7 +60,12 @@ typecheck: venv
 validate: sam-venv
 	$(SAM) validate --lint --region $(AWS_DEFAULT_REGION)
 
-test: system-deps venv sam-venv lint typecheck validate
+# Every check must pass, except those suppressed in template.yaml with the reason
+# (Metadata: checkov: skip). --skip-download: no call to Prisma Cloud for guidelines.
+checkov: checkov-venv
+	$(CHECKOV) --file template.yaml --framework cloudformation --skip-download --compact --quiet
+
+test: system-deps venv sam-venv lint typecheck validate checkov
 	PATH="$(PY_BIN):$$PATH" $(PY) -m pytest
 
 unit: venv

@@ -128,16 +128,11 @@ def _size(folder: Path) -> int:
     return total
 
 
-@pytest.fixture(scope="module")
-def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
+def _sam_build(work: Path, python: Path, *overrides: str) -> None:
+    """`sam build` of template.yaml into work/build, with parameter overrides (Name=Value)."""
     if not SAM.exists():
         pytest.skip(f"{SAM} is missing: `make sam-venv` installs the SAM CLI (make test does)")
-    import time
-
-    work = tmp_path_factory.mktemp("sam-build")
-    python = _python313()
     env = {**os.environ, "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}", "SAM_CLI_TELEMETRY": "0"}
-    started = time.monotonic()
     # cwd=work: sam keeps its dependency folders in ./.aws-sam/deps, so never in the repository's.
     done = subprocess.run(
         [
@@ -153,6 +148,7 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
             str(work / "cache"),
             "--cached",
             "--parallel",
+            *(["--parameter-overrides", *overrides] if overrides else []),
         ],
         cwd=work,
         env=env,
@@ -162,6 +158,16 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
         check=False,
     )
     assert done.returncode == 0, f"sam build failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
+    import time
+
+    work = tmp_path_factory.mktemp("sam-build")
+    python = _python313()
+    started = time.monotonic()
+    _sam_build(work, python)
     runtime = work / "var-runtime"
     runtime.mkdir()
     site = Path(sysconfig.get_paths()["purelib"])
@@ -298,6 +304,58 @@ def run_built(
     )
     results = json.loads(out.read_text()) if out.exists() else {"steps": [], "outside": [], "imported": {}}
     return Run(done.returncode, results["steps"], results["outside"], results["imported"], done.stdout + done.stderr)
+
+
+# ELF e_machine values: what the native libraries of a build were compiled for.
+ELF_MACHINES = {"x86_64": 62, "arm64": 183}  # EM_X86_64, EM_AARCH64
+# The functions whose dependencies are native (psycopg2-binary; cryptography for MySQL's
+# caching_sha2_password); the others and the layer are pure Python, so one build serves both.
+NATIVE = {"postgres", "mysql"}
+
+
+def _elf_machines(folder: Path) -> dict[str, int]:
+    """Relative path -> e_machine of every ELF file under folder (shared libraries and extensions)."""
+    found = {}
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            with path.open("rb") as file:
+                header = file.read(20)
+            if header[:4] == b"\x7fELF":
+                assert header[4] == 2 and header[5] == 1, f"{path}: not a 64-bit little-endian ELF"
+                found[str(path.relative_to(folder))] = int.from_bytes(header[18:20], "little")
+    return found
+
+
+def _check_architecture(build_folder: Path, template: dict[str, Any], architecture: str) -> None:
+    resources = template["Resources"]
+    for name, engine in FUNCTIONS.items():
+        machines = _elf_machines(build_folder / resources[name]["Properties"]["CodeUri"])
+        if engine in NATIVE:
+            assert machines, f"{name}: no native library found, the check would prove nothing"
+        else:
+            assert machines == {}, f"{name} is meant to be pure Python: {sorted(machines)}"
+        wrong = {path: machine for path, machine in machines.items() if machine != ELF_MACHINES[architecture]}
+        assert not wrong, f"{name}: not built for {architecture}: {wrong}"
+    for name, resource in resources.items():
+        if resource["Type"] == "AWS::Serverless::LayerVersion":
+            assert _elf_machines(build_folder / resource["Properties"]["ContentUri"]) == {}, f"{name} is pure Python"
+
+
+def test_default_build_is_for_x86_64(build: Build) -> None:
+    _check_architecture(build.folder, build.template, "x86_64")
+
+
+def test_arm64_build_has_aarch64_native_libraries(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`sam build --parameter-overrides Architecture=arm64`: SAM's Python builder fetches aarch64 wheels."""
+    work = tmp_path_factory.mktemp("sam-build-arm64")
+    _sam_build(work, _python313(), "Architecture=arm64")
+    template = yaml.safe_load((work / "build" / "template.yaml").read_text(encoding="utf-8"))
+    _check_architecture(work / "build", template, "arm64")
+
+
+def test_the_architecture_check_catches_a_wrong_build(build: Build) -> None:
+    with pytest.raises(AssertionError, match="not built for arm64"):
+        _check_architecture(build.folder, build.template, "arm64")
 
 
 def _fixture_for(engine: str) -> str | None:

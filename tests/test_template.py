@@ -78,20 +78,60 @@ ROTATION_ACTIONS_BY_FUNCTION = {
     "ApiKeyRotationFunction": SECRETS_MANAGER_ROTATION_ACTIONS - {"secretsmanager:ListSecretVersionIds"},
 }
 SUBNETS = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
-SECURITY_GROUPS = ["sg-0123456789abcdef0"]
+SECURITY_GROUPS = ["sg-0123456789abcdef0", "sg-0123456789abcdef1"]
+VPC = "vpc-0123456789abcdef0"
+LOGS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1b6a9c1e-1111-2222-3333-444455556666"
+TOPIC_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/2b6a9c1e-1111-2222-3333-444455556666"
+# Each function's attachment parameters: <Prefix>SecretArns, <Prefix>ScheduleExpression...
+PREFIXES = {
+    "PostgresRotationFunction": "Postgres",
+    "MySqlRotationFunction": "MySql",
+    "RedshiftRotationFunction": "Redshift",
+    "ApiKeyRotationFunction": "ApiKey",
+}
+SLOTS = 5  # secrets each function can be attached to by the stack itself: <Prefix>SecretArn1..5
 
-# Parameter sets the policy checks run under: every optional statement off, then on.
+
+def secret_arns(prefix: str, count: int) -> list[str]:
+    """Full secret ARNs (with the six-character suffix), as the attachment parameters take them."""
+    return [
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/{prefix.lower()}/app{n}-Ab{n}dEf" for n in range(count)
+    ]
+
+
+def attach(prefix: str, arns: list[str], first_slot: int = 1) -> dict[str, str]:
+    """Parameter values that put the ARNs in consecutive slots of one function."""
+    return {f"{prefix}SecretArn{first_slot + n}": arn for n, arn in enumerate(arns)}
+
+
+# Parameter sets the policy checks run under: every optional statement off, then on (twice: the
+# topic's key created or given, failure events of the attached secrets or of all).
+EVERYTHING = {
+    "PostgresMasterSecretArns": ",".join(MASTER_ARNS),
+    "MySqlMasterSecretArns": ",".join(MASTER_ARNS),
+    "RedshiftMasterSecretArns": ",".join(MASTER_ARNS),
+    "ApiKeyAdminSecretArns": ",".join(MASTER_ARNS),
+    "KmsKeyArns": ",".join(KMS_ARNS),
+    "SubnetIds": ",".join(SUBNETS),
+    "SecurityGroupIds": ",".join(SECURITY_GROUPS),
+    "Architecture": "arm64",
+    "EnableTracing": "true",
+    "LogsKmsKeyArn": LOGS_KEY,
+    "CreateSecretsManagerEndpoint": "true",
+    "VpcId": VPC,
+    "NotificationEmail": "oncall@example.com",
+    **{key: value for prefix in PREFIXES.values() for key, value in attach(prefix, secret_arns(prefix, SLOTS)).items()},
+    "PostgresRotationWindow": "3h",
+    "ApiKeyScheduleExpression": "cron(0 4 ? * SUN *)",
+}
 SCENARIOS: dict[str, dict[str, str]] = {
     "defaults": {},
-    "everything": {
-        "PostgresMasterSecretArns": ",".join(MASTER_ARNS),
-        "MySqlMasterSecretArns": ",".join(MASTER_ARNS),
-        "RedshiftMasterSecretArns": ",".join(MASTER_ARNS),
-        "ApiKeyAdminSecretArns": ",".join(MASTER_ARNS),
-        "KmsKeyArns": ",".join(KMS_ARNS),
-        "SubnetIds": ",".join(SUBNETS),
-        "SecurityGroupIds": ",".join(SECURITY_GROUPS),
-        "Architecture": "arm64",
+    "everything": EVERYTHING,
+    "everything-own-key-all-secrets": {
+        **EVERYTHING,
+        "NotificationKmsKeyArn": TOPIC_KEY,
+        "RotationEventScope": "all-secrets",
+        **dict.fromkeys(attach("MySql", secret_arns("MySql", SLOTS)), ""),
     },
 }
 
@@ -152,11 +192,35 @@ NO_VALUE = _NoValue()
 _SUB_VARIABLE = re.compile(r"\$\{([^!}][^}]*)\}")
 
 
+class ParameterRejected(AssertionError):
+    """CloudFormation would refuse the value before doing anything (AllowedValues, AllowedPattern)."""
+
+
+class RuleViolated(AssertionError):
+    """An assertion of the template's Rules section fails: CloudFormation refuses the stack."""
+
+
+def check_parameter(name: str, spec: dict[str, Any], raw: str) -> None:
+    """CloudFormation's parameter constraints. A pattern applies to the whole String, or to each list item."""
+    if "AllowedValues" in spec and raw not in [str(v) for v in spec["AllowedValues"]]:
+        raise ParameterRejected(f"{name}={raw!r} not in AllowedValues")
+    if "AllowedPattern" in spec:
+        items = raw.split(",") if spec["Type"] == "CommaDelimitedList" else [raw]
+        for item in items:
+            if not re.fullmatch(spec["AllowedPattern"], item):
+                raise ParameterRejected(f"{name}: {item!r} does not match {spec['AllowedPattern']}")
+    if spec["Type"] == "Number":
+        number = float(raw)
+        if number < spec.get("MinValue", number) or number > spec.get("MaxValue", number):
+            raise ParameterRejected(f"{name}={raw} out of range")
+
+
 class Stack:
     """What CloudFormation would deploy from `template` with the given parameter values.
 
     Refs to resources become "{Ref:Id}" and Fn::GetAtt "{GetAtt:Id.Attribute}" so that
-    they stay visible (and comparable) in the resolved strings.
+    they stay visible (and comparable) in the resolved strings. Parameter constraints and
+    the Rules section are enforced as CloudFormation does (ParameterRejected, RuleViolated).
     """
 
     def __init__(self, template: dict[str, Any], overrides: Mapping[str, str]) -> None:
@@ -164,16 +228,14 @@ class Stack:
         self.parameters: dict[str, str | list[str]] = dict(PSEUDO)
         for name, spec in template.get("Parameters", {}).items():
             raw = str(overrides.get(name, spec.get("Default", "")))
-            if "AllowedValues" in spec:
-                assert raw in [str(v) for v in spec["AllowedValues"]], f"{name}={raw!r} not allowed"
+            check_parameter(name, spec, raw)
             self.parameters[name] = raw.split(",") if spec["Type"] == "CommaDelimitedList" else raw
         unknown = set(overrides) - set(template.get("Parameters", {}))
         assert not unknown, f"no such parameters: {unknown}"
+        self._check_rules()
         self.conditions: dict[str, bool] = {}
-        for name, expression in template.get("Conditions", {}).items():
-            value = self.resolve(expression)
-            assert isinstance(value, bool), f"condition {name} is not a boolean"
-            self.conditions[name] = value
+        for name in template.get("Conditions", {}):
+            self._condition(name)
         self.resources = {
             logical_id: self.resolve({key: value for key, value in resource.items() if key != "Condition"})
             for logical_id, resource in template["Resources"].items()
@@ -242,7 +304,32 @@ class Stack:
         return any(self.resolve(a) for a in arg)
 
     def _condition(self, name: str) -> bool:
+        """A condition's value, evaluated on first use (conditions may refer to others, in any order)."""
+        if name not in self.conditions:
+            value = self.resolve(self.template["Conditions"][name])
+            assert isinstance(value, bool), f"condition {name} is not a boolean"
+            self.conditions[name] = value
         return self.conditions[name]
+
+    def _each_member_equals(self, arg: list[Any]) -> bool:
+        items, value = (self.resolve(a) for a in arg)
+        return all(item == value for item in as_list(items))
+
+    def _each_member_in(self, arg: list[Any]) -> bool:
+        items, allowed = (self.resolve(a) for a in arg)
+        return all(item in as_list(allowed) for item in as_list(items))
+
+    def _contains(self, arg: list[Any]) -> bool:
+        items, value = (self.resolve(a) for a in arg)
+        return value in as_list(items)
+
+    def _check_rules(self) -> None:
+        for name, rule in self.template.get("Rules", {}).items():
+            if "RuleCondition" in rule and not self.resolve(rule["RuleCondition"]):
+                continue
+            for assertion in rule["Assertions"]:
+                if not self.resolve(assertion["Assert"]):
+                    raise RuleViolated(f"{name}: {assertion.get('AssertDescription', '')}")
 
     def _sub(self, arg: str | list[Any]) -> str:
         text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
@@ -280,6 +367,9 @@ class Stack:
         "Fn::And": _and,
         "Fn::Or": _or,
         "Condition": _condition,
+        "Fn::EachMemberEquals": _each_member_equals,
+        "Fn::EachMemberIn": _each_member_in,
+        "Fn::Contains": _contains,
     }
 
     def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
@@ -483,10 +573,39 @@ def test_parameters_defaults_match_aws(sam_template: dict[str, Any]) -> None:
     for name in (*MASTER_PARAMETERS.values(), "KmsKeyArns", "SubnetIds", "SecurityGroupIds"):
         assert parameters[name]["Type"] == "CommaDelimitedList", name
         assert parameters[name]["Default"] == "", name
+    # Everything operational is off or minimal by default.
+    assert parameters["EnableTracing"]["Default"] == "false"
+    assert parameters["CreateSecretsManagerEndpoint"]["Default"] == "false"
+    assert parameters["RotationEventScope"]["Default"] == "attached-secrets"
+    for name in ("VpcId", "NotificationEmail", "NotificationKmsKeyArn", "LogsKmsKeyArn"):
+        assert parameters[name]["Default"] == "", name
+    for prefix in PREFIXES.values():
+        for slot in range(1, SLOTS + 1):
+            assert parameters[f"{prefix}SecretArn{slot}"]["Default"] == ""
+        assert parameters[f"{prefix}ScheduleExpression"]["Default"] == "rate(30 days)"
+        assert parameters[f"{prefix}RotationWindow"]["Default"] == ""
+        assert parameters[f"{prefix}RotateImmediately"]["Default"] == "true"
 
 
-def test_no_resource_is_conditioned_away_by_default(cfn_template: dict[str, Any]) -> None:
-    assert set(Stack(cfn_template, {}).resources) == set(cfn_template["Resources"])
+def test_every_parameter_is_in_the_console_groups(sam_template: dict[str, Any]) -> None:
+    groups = sam_template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    grouped = [name for group in groups for name in group["Parameters"]]
+    assert sorted(grouped) == sorted(sam_template["Parameters"]), "each parameter in exactly one group"
+
+
+def test_defaults_deploy_the_functions_alarms_and_topic_and_attach_nothing(cfn_template: dict[str, Any]) -> None:
+    """Attaching no secret is valid: only the optional resources are left out by default."""
+    optional = {
+        *(f"{prefix}RotationSchedule{n}" for prefix in PREFIXES.values() for n in range(1, SLOTS + 1)),
+        "RotationEventRule",
+        "NotificationEmailSubscription",
+        "SecretsManagerEndpoint",
+        "SecretsManagerEndpointSecurityGroup",
+    }
+    assert optional <= set(cfn_template["Resources"])
+    assert set(cfn_template["Resources"]) - set(Stack(cfn_template, {}).resources) == optional
+    everything = Stack(cfn_template, SCENARIOS["everything"]).resources
+    assert set(everything) == set(cfn_template["Resources"]), "every resource can be switched on"
 
 
 # --------------------------------------------------------------------------
@@ -605,14 +724,19 @@ def test_secrets_manager_may_invoke_each_function_from_this_account_only(stack: 
             "Action": "lambda:InvokeFunction",
             "Principal": "secretsmanager.amazonaws.com",
             "SourceAccount": ACCOUNT,
+            # Secrets Manager invokes with the secret's ARN as aws:SourceArn: any secret of this
+            # account and Region (an exact ARN would tie the function to one secret).
+            "SourceArn": f"arn:{PARTITION}:secretsmanager:{REGION}:{ACCOUNT}:secret:*",
         }, logical_id
 
 
 def test_vpc_config_only_with_both_subnets_and_security_groups(cfn_template: dict[str, Any]) -> None:
+    # One without the other is refused (Rules) rather than silently running outside the VPC.
+    for half in ({"SubnetIds": ",".join(SUBNETS)}, {"SecurityGroupIds": ",".join(SECURITY_GROUPS)}):
+        with pytest.raises(RuleViolated, match="both SubnetIds and SecurityGroupIds"):
+            Stack(cfn_template, half)
     cases = [
         ({}, None),
-        ({"SubnetIds": ",".join(SUBNETS)}, None),
-        ({"SecurityGroupIds": ",".join(SECURITY_GROUPS)}, None),
         (
             {"SubnetIds": ",".join(SUBNETS), "SecurityGroupIds": ",".join(SECURITY_GROUPS)},
             {"SubnetIds": SUBNETS, "SecurityGroupIds": SECURITY_GROUPS},
@@ -871,3 +995,512 @@ def test_rotation_condition_names_the_function_by_its_name_not_a_reference(cfn_t
         ]
         prefix = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"
         assert values == [{"Fn::Sub": prefix + name["Fn::Sub"]}]
+
+
+# --------------------------------------------------------------------------
+# Least privilege, exactly: every statement of every function's role
+
+
+def expected_statements(stack: Stack, function_id: str) -> dict[str, dict[str, Any]]:
+    """Sid -> the whole statement each role must have, given the parameters; nothing else may be there."""
+    function = stack.resources[function_id]["Properties"]
+    name = function["FunctionName"]
+    log_group = next(
+        lid
+        for lid, group in stack.of_type("AWS::Logs::LogGroup").items()
+        if group["Properties"]["LogGroupName"] == f"/aws/lambda/{name}"
+    )
+    allow = {"Effect": "Allow"}
+    expected: dict[str, dict[str, Any]] = {
+        "WriteOwnLogs": {
+            **allow,
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": f"arn:{PARTITION}:logs:{REGION}:{ACCOUNT}:log-group:{{Ref:{log_group}}}:*",
+        },
+        "RotateSecretsThatNameThisFunction": {
+            **allow,
+            "Action": sorted(ROTATION_ACTIONS_BY_FUNCTION.get(function_id, SECRETS_MANAGER_ROTATION_ACTIONS)),
+            "Resource": f"arn:{PARTITION}:secretsmanager:{REGION}:{ACCOUNT}:secret:*",
+            "Condition": {"StringEquals": {ROTATION_CONDITION_KEY: function_arn(name)}},
+        },
+    }
+    masters = master_arns_for(stack, function_id)
+    if masters:
+        sid = "ReadProviderAdminSecrets" if function_id == "ApiKeyRotationFunction" else "ReadMasterSecrets"
+        expected[sid] = {**allow, "Action": "secretsmanager:GetSecretValue", "Resource": masters}
+    keys = [key for key in stack.parameters["KmsKeyArns"] if key]
+    if keys:
+        expected["UseSecretKeysThroughSecretsManager"] = {
+            **allow,
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": keys,
+            "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}},
+        }
+    if function.get("VpcConfig"):
+        expected["ManageVpcNetworkInterfaces"] = {
+            **allow,
+            # Lambda creates the network interfaces, so they cannot be named in advance.
+            "Action": [
+                "ec2:AssignPrivateIpAddresses",
+                "ec2:CreateNetworkInterface",
+                "ec2:DeleteNetworkInterface",
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DescribeSubnets",
+                "ec2:UnassignPrivateIpAddresses",
+            ],
+            "Resource": "*",
+        }
+    if function["TracingConfig"]["Mode"] == "Active":
+        expected["WriteTraces"] = {
+            **allow,
+            # X-Ray has no resource-level permissions for these actions.
+            "Action": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
+            "Resource": "*",
+        }
+    return expected
+
+
+def normalized(statement: dict[str, Any]) -> dict[str, Any]:
+    """A statement with its Sid removed and Action lists sorted, for comparison."""
+    result = {key: value for key, value in statement.items() if key != "Sid"}
+    if isinstance(result.get("Action"), list):
+        result["Action"] = sorted(result["Action"])
+    return result
+
+
+def test_each_role_has_exactly_the_expected_statements(stack: Stack) -> None:
+    for function_id, function in functions_of(stack).items():
+        role_id, role = role_of(stack, function)
+        assert "ManagedPolicyArns" not in role["Properties"], role_id
+        assert not role["Properties"].get("PermissionsBoundary"), role_id
+        statements = statements_of(stack, role_id)
+        sids = [statement.get("Sid") for statement in statements]
+        assert len(set(sids)) == len(sids), f"{role_id}: every statement has its own Sid: {sids}"
+        actual = {statement["Sid"]: normalized(statement) for statement in statements}
+        assert actual == expected_statements(stack, function_id), function_id
+
+
+def test_the_exact_check_fails_on_any_extra_grant(cfn_template: dict[str, Any]) -> None:
+    """Add a statement (or widen one) in a copy of the template: the comparison above must fail."""
+    broken = copy.deepcopy(cfn_template)
+    role = broken["Resources"]["PostgresRotationFunctionRole"]["Properties"]
+    role["Policies"][0]["PolicyDocument"]["Statement"].append(
+        {"Sid": "Extra", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}
+    )
+    stack = Stack(broken, {})
+    role_id, _ = role_of(stack, stack.resources["PostgresRotationFunction"])
+    actual = {s["Sid"]: normalized(s) for s in statements_of(stack, role_id)}
+    assert actual != expected_statements(stack, "PostgresRotationFunction")
+    own = function_arn(stack.resources["PostgresRotationFunction"]["Properties"]["FunctionName"])
+    extra = next(s for s in statements_of(stack, role_id) if s["Sid"] == "Extra")
+    assert secrets_manager_problems(extra, own, []), "a wildcard secret resource is reported"
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value", "sid"),
+    [
+        ("EnableTracing", "true", "WriteTraces"),
+        ("KmsKeyArns", KMS_ARNS[0], "UseSecretKeysThroughSecretsManager"),
+    ],
+)
+def test_optional_grants_follow_their_parameter(
+    cfn_template: dict[str, Any], parameter: str, value: str, sid: str
+) -> None:
+    for overrides, present in (({}, False), ({parameter: value}, True)):
+        stack = Stack(cfn_template, overrides)
+        for function in functions_of(stack).values():
+            role_id, _ = role_of(stack, function)
+            assert (sid in {s.get("Sid") for s in statements_of(stack, role_id)}) == present, (role_id, overrides)
+
+
+# --------------------------------------------------------------------------
+# Attaching existing secrets
+
+
+def schedules_of(stack: Stack, function_id: str) -> list[dict[str, Any]]:
+    return [
+        schedule
+        for schedule in stack.of_type("AWS::SecretsManager::RotationSchedule").values()
+        if schedule["Properties"]["RotationLambdaARN"] == f"{{GetAtt:{function_id}.Arn}}"
+    ]
+
+
+@pytest.mark.parametrize("function_id", sorted(PREFIXES))
+@pytest.mark.parametrize(("count", "first_slot"), [*((n, 1) for n in range(SLOTS + 1)), (1, 3), (2, 4)])
+def test_one_rotation_schedule_per_attached_secret(
+    cfn_template: dict[str, Any], function_id: str, count: int, first_slot: int
+) -> None:
+    prefix = PREFIXES[function_id]
+    arns = secret_arns(prefix, count)
+    stack = Stack(cfn_template, attach(prefix, arns, first_slot))
+    schedules = schedules_of(stack, function_id)
+    assert [s["Properties"]["SecretId"] for s in schedules] == arns
+    for schedule in schedules:
+        # The invoke permission first: RotateSecret checks that Secrets Manager may invoke the function.
+        assert schedule["DependsOn"] == f"{function_id}InvokePermission"
+        assert schedule["Properties"] == {
+            "SecretId": schedule["Properties"]["SecretId"],
+            "RotationLambdaARN": f"{{GetAtt:{function_id}.Arn}}",
+            "RotateImmediatelyOnUpdate": "true",
+            "RotationRules": {"ScheduleExpression": "rate(30 days)"},
+        }
+    # No other function is attached to these secrets.
+    others = [s for s in stack.of_type("AWS::SecretsManager::RotationSchedule").values() if s not in schedules]
+    assert others == []
+
+
+def test_schedule_window_and_immediacy_follow_the_parameters(cfn_template: dict[str, Any]) -> None:
+    arns = secret_arns("Redshift", 2)
+    stack = Stack(
+        cfn_template,
+        {
+            **attach("Redshift", arns),
+            "RedshiftScheduleExpression": "cron(0 2 ? * SAT *)",
+            "RedshiftRotationWindow": "4h",
+            "RedshiftRotateImmediately": "false",
+        },
+    )
+    for schedule in schedules_of(stack, "RedshiftRotationFunction"):
+        assert schedule["Properties"]["RotationRules"] == {
+            "ScheduleExpression": "cron(0 2 ? * SAT *)",
+            "Duration": "4h",
+        }
+        assert schedule["Properties"]["RotateImmediatelyOnUpdate"] == "false"
+
+
+def test_the_rotated_secrets_are_reachable_through_the_rotation_condition(stack: Stack) -> None:
+    """An attached secret names the function as its rotation function: the role's conditioned grant covers it."""
+    for function_id, function in functions_of(stack).items():
+        own = function_arn(function["Properties"]["FunctionName"])
+        for schedule in schedules_of(stack, function_id):
+            assert schedule["Properties"]["RotationLambdaARN"] == f"{{GetAtt:{function_id}.Arn}}"
+            arn = schedule["Properties"]["SecretId"]
+            role_id, _ = role_of(stack, function)
+            covering = [
+                s
+                for s in statements_of(stack, role_id)
+                if any(fnmatch.fnmatchcase(arn, r) for r in as_list(s["Resource"]))
+                and s.get("Condition", {}).get("StringEquals", {}).get(ROTATION_CONDITION_KEY) == own
+            ]
+            assert len(covering) == 1, (function_id, arn)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ",".join(secret_arns("Postgres", 2)),  # one secret per slot
+        f" {secret_arns('Postgres', 1)[0]}",  # a space
+        f"{secret_arns('Postgres', 1)[0]},",
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:rds!cluster-0123-AbCdEf",  # RDS rotates it itself
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/app",  # partial ARN, no suffix
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/app-??????",  # a wildcard
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:*",
+        "prod/app",  # a name
+    ],
+)
+def test_attached_secrets_must_be_full_arns(cfn_template: dict[str, Any], value: str) -> None:
+    for prefix in PREFIXES.values():
+        for slot in range(1, SLOTS + 1):
+            with pytest.raises(ParameterRejected):
+                Stack(cfn_template, {f"{prefix}SecretArn{slot}": value})
+
+
+def test_each_slot_reads_its_own_parameter(sam_template: dict[str, Any]) -> None:
+    """No slot depends on another: clearing or changing one never touches the other secrets' schedules
+    (CloudFormation replaces a schedule whose SecretId changes, and turns that secret's rotation off)."""
+    resources = sam_template["Resources"]
+    for function_id, prefix in PREFIXES.items():
+        for slot in range(1, SLOTS + 1):
+            schedule = resources[f"{prefix}RotationSchedule{slot}"]
+            assert schedule["Properties"]["SecretId"] == {"Ref": f"{prefix}SecretArn{slot}"}
+            assert schedule["Condition"] == f"Has{prefix}Secret{slot}"
+            assert sam_template["Conditions"][f"Has{prefix}Secret{slot}"] == {
+                "Fn::Not": [{"Fn::Equals": [{"Ref": f"{prefix}SecretArn{slot}"}, ""]}]
+            }
+            assert schedule["Properties"]["RotationLambdaARN"] == {"Fn::GetAtt": [function_id, "Arn"]}
+
+
+SCHEDULES_ACCEPTED = [
+    "rate(4 hours)",
+    "rate(23 hours)",
+    "rate(1 day)",
+    "rate(30 days)",
+    "rate(999 days)",
+    "cron(0 3 ? * SUN *)",
+    "cron(0 4/12 * * ? *)",
+    "cron(0 0 1 * ? *)",
+]
+SCHEDULES_REFUSED = [
+    "",
+    "rate(0 days)",
+    "rate(30 minutes)",
+    "rate(1000 days)",
+    "rate(30days)",
+    "cron(15 3 ? * SUN *)",  # minutes must be 0
+    "cron(0 3 ? * SUN 2027)",  # year must be *
+    "cron(0 3 * *)",
+    "30 days",
+]
+
+
+def test_schedule_pattern_agrees_with_the_services_rules(sam_template: dict[str, Any]) -> None:
+    """The pattern is a coarse filter: what it refuses, the service refuses too (rotation_cli.schedule)."""
+    from rotation_cli.schedule import ScheduleError, validate
+
+    for prefix in PREFIXES.values():
+        pattern = sam_template["Parameters"][f"{prefix}ScheduleExpression"]["AllowedPattern"]
+        for expression in SCHEDULES_ACCEPTED:
+            assert re.fullmatch(pattern, expression), expression
+            validate(expression)
+        for expression in SCHEDULES_REFUSED:
+            assert not re.fullmatch(pattern, expression), expression
+            with pytest.raises(ScheduleError):
+                validate(expression)
+        window = sam_template["Parameters"][f"{prefix}RotationWindow"]["AllowedPattern"]
+        assert [w for w in ("", "1h", "3h", "24h") if re.fullmatch(window, w)] == ["", "1h", "3h", "24h"]
+        assert not [w for w in ("0h", "25h", "3", "3 h", "90m") if re.fullmatch(window, w)]
+
+
+# --------------------------------------------------------------------------
+# Alarms, failed-rotation events, the notification topic
+
+
+def topic_id(stack: Stack) -> str:
+    (topic,) = stack.of_type("AWS::SNS::Topic")
+    return topic
+
+
+def test_one_errors_alarm_per_function_to_the_topic(stack: Stack) -> None:
+    alarms = stack.of_type("AWS::CloudWatch::Alarm")
+    topic = f"{{Ref:{topic_id(stack)}}}"
+    for function_id in functions_of(stack):
+        own = [
+            a["Properties"]
+            for a in alarms.values()
+            if a["Properties"]["Dimensions"] == [{"Name": "FunctionName", "Value": f"{{Ref:{function_id}}}"}]
+        ]
+        assert len(own) == 1, function_id
+        alarm = own[0]
+        assert alarm["AlarmName"].startswith(f"{STACK}-"), "the topic policy lets this stack's alarms publish"
+        assert {key: value for key, value in alarm.items() if key not in ("AlarmName", "AlarmDescription")} == {
+            "Namespace": "AWS/Lambda",
+            "MetricName": "Errors",
+            "Dimensions": [{"Name": "FunctionName", "Value": f"{{Ref:{function_id}}}"}],
+            "Statistic": "Sum",
+            "Period": 300,
+            "EvaluationPeriods": 1,
+            "Threshold": 1,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            # No invocation is no error; no OKActions: the alarm clears by itself once the
+            # period passes, which says nothing about the secret.
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": [topic],
+        }, function_id
+    assert len(alarms) == len(functions_of(stack))
+
+
+def test_topic_is_encrypted_with_a_key_alarms_and_eventbridge_may_use(cfn_template: dict[str, Any]) -> None:
+    created = Stack(cfn_template, {})
+    (key_id,) = created.of_type("AWS::KMS::Key")
+    topic = created.resources[topic_id(created)]["Properties"]
+    assert topic["KmsMasterKeyId"] == f"{{Ref:{key_id}}}"
+    key = created.resources[key_id]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    assert [normalized(s) for s in key["KeyPolicy"]["Statement"]] == [
+        {
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:{PARTITION}:iam::{ACCOUNT}:root"},
+            "Action": "kms:*",
+            "Resource": "*",
+        },
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+            "Resource": "*",
+        },
+    ]
+    given = Stack(cfn_template, {"NotificationKmsKeyArn": TOPIC_KEY})
+    assert given.of_type("AWS::KMS::Key") == {}
+    assert given.resources[topic_id(given)]["Properties"]["KmsMasterKeyId"] == TOPIC_KEY
+    for alias in ("alias/aws/sns", "aws/sns"):
+        with pytest.raises(ParameterRejected):
+            Stack(cfn_template, {"NotificationKmsKeyArn": alias})
+
+
+def test_topic_policy_lets_only_this_stacks_alarms_and_rule_publish(stack: Stack) -> None:
+    topic = f"{{Ref:{topic_id(stack)}}}"
+    ((_, policy),) = stack.of_type("AWS::SNS::TopicPolicy").items()
+    assert policy["Properties"]["Topics"] == [topic]
+    expected = [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudwatch.amazonaws.com"},
+            "Action": "sns:Publish",
+            "Resource": topic,
+            "Condition": {
+                "ArnLike": {"aws:SourceArn": f"arn:{PARTITION}:cloudwatch:{REGION}:{ACCOUNT}:alarm:{STACK}-*"},
+                "StringEquals": {"aws:SourceAccount": ACCOUNT},
+            },
+        }
+    ]
+    expected.extend(
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "sns:Publish",
+            "Resource": topic,
+            "Condition": {"ArnEquals": {"aws:SourceArn": f"{{GetAtt:{rule_id}.Arn}}"}},
+        }
+        for rule_id in stack.of_type("AWS::Events::Rule")
+    )
+    expected.append(
+        {
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "sns:Publish",
+            "Resource": topic,
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }
+    )
+    assert [normalized(s) for s in policy["Properties"]["PolicyDocument"]["Statement"]] == expected
+
+
+def test_email_subscription_only_when_an_address_is_given(cfn_template: dict[str, Any]) -> None:
+    assert Stack(cfn_template, {}).of_type("AWS::SNS::Subscription") == {}
+    stack = Stack(cfn_template, {"NotificationEmail": "oncall@example.com"})
+    ((_, subscription),) = stack.of_type("AWS::SNS::Subscription").items()
+    assert subscription["Properties"] == {
+        "TopicArn": f"{{Ref:{topic_id(stack)}}}",
+        "Protocol": "email",
+        "Endpoint": "oncall@example.com",
+    }
+    with pytest.raises(ParameterRejected):
+        Stack(cfn_template, {"NotificationEmail": "not an address"})
+
+
+ROTATION_EVENTS = {
+    "source": ["aws.secretsmanager"],
+    "detail-type": ["AWS Service Event via CloudTrail"],
+    "detail": {
+        "eventSource": ["secretsmanager.amazonaws.com"],
+        "eventName": ["RotationFailed", "RotationAbandoned"],
+    },
+}
+
+
+def test_failed_rotation_events_of_the_attached_secrets_reach_the_topic(cfn_template: dict[str, Any]) -> None:
+    assert Stack(cfn_template, {}).of_type("AWS::Events::Rule") == {}, "no attached secret, no rule"
+    every = {
+        key: value for prefix in PREFIXES.values() for key, value in attach(prefix, secret_arns(prefix, SLOTS)).items()
+    }
+    cases = [
+        {**attach("Postgres", secret_arns("Postgres", 2)), **attach("ApiKey", secret_arns("ApiKey", SLOTS))},
+        every,
+        attach("Redshift", secret_arns("Redshift", 1), first_slot=SLOTS),  # any slot makes the rule
+    ]
+    for parameters in cases:
+        stack = Stack(cfn_template, parameters)
+        ((_, rule),) = stack.of_type("AWS::Events::Rule").items()
+        pattern = copy.deepcopy(ROTATION_EVENTS)
+        # Where Secrets Manager puts the secret's full ARN in these events.
+        pattern["detail"]["additionalEventData"] = {"SecretId": [parameters[key] for key in every if key in parameters]}
+        assert rule["Properties"]["EventPattern"] == pattern, parameters
+        assert rule["Properties"]["Targets"] == [{"Id": "notification-topic", "Arn": f"{{Ref:{topic_id(stack)}}}"}]
+        assert rule["Properties"].get("State", "ENABLED") == "ENABLED"
+    everyone = Stack(cfn_template, {"RotationEventScope": "all-secrets"})
+    ((_, rule),) = everyone.of_type("AWS::Events::Rule").items()
+    assert rule["Properties"]["EventPattern"] == ROTATION_EVENTS
+
+
+# --------------------------------------------------------------------------
+# Network, tracing, logs
+
+
+def test_secrets_manager_endpoint_only_on_request_and_only_https_from_the_functions(
+    cfn_template: dict[str, Any],
+) -> None:
+    vpc = {"SubnetIds": ",".join(SUBNETS), "SecurityGroupIds": ",".join(SECURITY_GROUPS)}
+    assert Stack(cfn_template, vpc).of_type("AWS::EC2::VPCEndpoint") == {}
+    with pytest.raises(RuleViolated, match="needs VpcId"):
+        Stack(cfn_template, {**vpc, "CreateSecretsManagerEndpoint": "true"})
+    with pytest.raises(RuleViolated):
+        Stack(cfn_template, {"CreateSecretsManagerEndpoint": "true", "VpcId": VPC})
+    stack = Stack(cfn_template, {**vpc, "CreateSecretsManagerEndpoint": "true", "VpcId": VPC})
+    ((_, endpoint),) = stack.of_type("AWS::EC2::VPCEndpoint").items()
+    ((group_id, group),) = stack.of_type("AWS::EC2::SecurityGroup").items()
+    assert endpoint["Properties"] == {
+        "VpcEndpointType": "Interface",
+        "ServiceName": f"com.amazonaws.{REGION}.secretsmanager",
+        "VpcId": VPC,
+        "SubnetIds": SUBNETS,
+        "SecurityGroupIds": [f"{{Ref:{group_id}}}"],
+        "PrivateDnsEnabled": True,
+    }
+    assert group["Properties"]["VpcId"] == VPC
+    ingress = [
+        {k: v for k, v in rule.items() if k != "Description"} for rule in group["Properties"]["SecurityGroupIngress"]
+    ]
+    assert ingress == [
+        {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "SourceSecurityGroupId": SECURITY_GROUPS[0]}
+    ]
+    egress = [
+        {k: v for k, v in rule.items() if k != "Description"} for rule in group["Properties"]["SecurityGroupEgress"]
+    ]
+    assert egress == [{"IpProtocol": "icmp", "FromPort": 252, "ToPort": 86, "CidrIp": "255.255.255.255/32"}]
+    assert all(rule["Description"] for rule in group["Properties"]["SecurityGroupIngress"])
+
+
+def test_tracing_is_off_by_default_and_on_together(cfn_template: dict[str, Any]) -> None:
+    for value, mode, disabled in (("false", "PassThrough", "true"), ("true", "Active", "false")):
+        stack = Stack(cfn_template, {"EnableTracing": value})
+        for function_id, function in functions_of(stack).items():
+            properties = function["Properties"]
+            assert properties["TracingConfig"] == {"Mode": mode}, function_id
+            assert properties["Environment"]["Variables"]["POWERTOOLS_TRACE_DISABLED"] == disabled, function_id
+
+
+def test_log_groups_use_the_given_key(cfn_template: dict[str, Any]) -> None:
+    for overrides, key in (({}, None), ({"LogsKmsKeyArn": LOGS_KEY}, LOGS_KEY)):
+        groups = Stack(cfn_template, overrides).of_type("AWS::Logs::LogGroup")
+        assert len(groups) == len(PREFIXES)
+        for group in groups.values():
+            assert group["Properties"].get("KmsKeyId") == key
+            assert group["Properties"]["RetentionInDays"] == "365"
+
+
+# --------------------------------------------------------------------------
+# Publishing and the security checks' suppressions
+
+
+def test_serverless_application_repository_metadata(sam_template: dict[str, Any]) -> None:
+    """What `sam publish` sends; the patterns are the Serverless Application Repository API's."""
+    app = sam_template["Metadata"]["AWS::ServerlessRepo::Application"]
+    assert re.fullmatch(r"[a-zA-Z0-9\-]{1,140}", app["Name"])
+    assert re.fullmatch(r"[a-z0-9](([a-z0-9]|-(?!-))*[a-z0-9])?", app["Author"]) and len(app["Author"]) <= 127
+    assert 1 <= len(app["Description"]) <= 256
+    assert 1 <= len(app["Labels"]) <= 10
+    assert all(re.fullmatch(r"[a-zA-Z0-9+\-_:/@]{1,127}", label) for label in app["Labels"])
+    assert app["SpdxLicenseId"] == "MIT-0"
+    assert "MIT No Attribution" in (PROJECT_ROOT / app["LicenseUrl"]).read_text(encoding="utf-8")
+    assert (PROJECT_ROOT / app["ReadmeUrl"]).is_file()
+    assert "LicenseBody" not in app and "ReadmeBody" not in app
+    pyproject = (PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert f'version = "{app["SemanticVersion"]}"' in pyproject, "one version for the project and the application"
+    # The Serverless Application Repository accepts the AWS SAM transform only.
+    assert sam_template["Transform"] == "AWS::Serverless-2016-10-31"
+
+
+# Each suppressed checkov check, where it may be suppressed; the reason is in the template.
+CHECKOV_SUPPRESSIONS = {
+    "CKV_AWS_115": "AWS::Serverless::Function",  # function-level concurrency limit
+    "CKV_AWS_116": "AWS::Serverless::Function",  # dead-letter queue
+    "CKV_AWS_173": "AWS::Serverless::Function",  # environment variables encrypted with a customer key
+}
+
+
+def test_checkov_suppressions_are_few_and_explained(sam_template: dict[str, Any]) -> None:
+    for logical_id, resource in sam_template["Resources"].items():
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            assert CHECKOV_SUPPRESSIONS.get(skip["id"]) == resource["Type"], (logical_id, skip["id"])
+            assert len(skip.get("comment", "").split()) >= 15, f"{logical_id} {skip['id']}: say why"
