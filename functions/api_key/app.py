@@ -133,6 +133,7 @@ from rotation_core import (
     rotation_handler,
 )
 from rotation_core import settings as config
+from rotation_core.credentials import load_document
 from rotation_core.observability import logger
 from rotation_core.protocol import PENDING, PREVIOUS
 from rotation_core.settings import HttpSettings
@@ -532,21 +533,9 @@ class ApiKeySecret:
         return json.dumps(doc)
 
 
-def _load(text: str | None, role: str) -> dict[str, Any]:
-    if text is None:
-        raise ConfigurationError(f"the {role} secret has no SecretString (binary secrets are not supported)")
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        raise ConfigurationError(f"the {role} secret is not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise ConfigurationError(f"the {role} secret must be a JSON object")
-    return doc
-
-
 def parse(text: str | None, role: str, secret_arn: str) -> ApiKeySecret:
     """Parse and validate the rotated secret (role: current or pending)."""
-    doc = _load(text, role)
+    doc = load_document(text, role)
     fields = _Fields(doc, "", role)
     mode = fields.text("mode")
     key = Sensitive(fields.header_text("key"))
@@ -589,7 +578,7 @@ def _ids(text: str | None) -> tuple[str | None, str | None]:
 def parse_admin(text: str, provider: Provider) -> Credential:
     """The admin secret: {"token": ..., "hosts": [...]} or {"username", "password", "hosts"}."""
     role = "admin"
-    fields = _Fields(_load(text, role), "", role)
+    fields = _Fields(load_document(text, role), "", role)
     hosts = fields.doc.get("hosts")
     if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and h for h in hosts):
         raise fields.error("hosts", "must list the host names the admin credential may be sent to")

@@ -74,7 +74,8 @@ class DatabaseSecret:
         return (self.host, self.port, self.dbname) == (other.host, other.port, other.dbname)
 
 
-def _load(text: str | None, role: str) -> dict[str, Any]:
+def load_document(text: str | None, role: str) -> dict[str, Any]:
+    """The secret's JSON object, or a ConfigurationError naming the role (never the text)."""
     if text is None:
         raise ConfigurationError(f"the {role} secret has no SecretString (binary secrets are not supported)")
     try:
@@ -156,7 +157,7 @@ def _engine(doc: Mapping[str, Any], role: str, engines: Collection[str]) -> str:
 
 def parse(text: str | None, role: str, defaults: Defaults) -> DatabaseSecret:
     """Parse the rotated secret (role: current, pending or previous)."""
-    doc = _load(text, role)
+    doc = load_document(text, role)
     engine = _engine(doc, role, defaults.engines)
     masterarn = _text(doc, "masterarn", role, required=False)
     dbname = _text(doc, "dbname", role, required=False)
@@ -182,7 +183,7 @@ def parse_master(text: str | None, user: DatabaseSecret, defaults: Defaults) -> 
     sent to a server chosen by whoever can write the rotated secret.
     """
     role = "master"
-    doc = _load(text, role)
+    doc = load_document(text, role)
     host = _text(doc, "host", role, required=False)
     if host is not None and host != user.host:
         raise ConfigurationError("field 'host' of the master secret differs from the rotated secret's 'host'")
