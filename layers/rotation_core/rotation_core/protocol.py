@@ -252,7 +252,7 @@ class RotationFunction:
     @property
     def client(self) -> SecretsManagerClient:
         if self._client is None:
-            self._client = self._client_factory(config.load(os.environ).secrets_manager_endpoint)
+            self._client = self._client_factory(config.secrets_manager_endpoint(os.environ))
         return self._client  # type: ignore[no-any-return]
 
     def reset_client(self) -> None:
@@ -263,6 +263,7 @@ class RotationFunction:
         started = time.perf_counter()
         step = event.get("Step") if isinstance(event, Mapping) else None
         step_name = step if isinstance(step, str) and step in STEPS else "unknown"
+        logger.set_correlation_id(None)  # not the previous invocation's token
         logger.append_keys(step=step_name, engine=self.rotation.name)
         request_id = getattr(context, "aws_request_id", None)
         if request_id:

@@ -164,14 +164,18 @@ def load(env: Mapping[str, str]) -> Settings:
     if ca_bundle is None:
         candidates = (env.get(SSL_CERT_FILE, "").strip(), *SYSTEM_CA_FILES)
         ca_bundle = next((path for path in candidates if path and os.path.isfile(path)), None)
-    endpoint = None
-    if not any(env.get(name) for name in STANDARD_ENDPOINT_VARIABLES):
-        endpoint = env.get(SECRETS_MANAGER_ENDPOINT, "").strip() or None
     return Settings(
         strategy=strategy,
         connection=ConnectionSettings(
             ca_bundle=ca_bundle,
             connect_timeout=_integer(env, CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, 1, 300),
         ),
-        secrets_manager_endpoint=endpoint,
+        secrets_manager_endpoint=secrets_manager_endpoint(env),
     )
+
+
+def secrets_manager_endpoint(env: Mapping[str, str]) -> str | None:
+    """SECRETS_MANAGER_ENDPOINT, unless boto3's own variables name one (None: boto3 decides)."""
+    if any(env.get(name) for name in STANDARD_ENDPOINT_VARIABLES):
+        return None
+    return env.get(SECRETS_MANAGER_ENDPOINT, "").strip() or None
