@@ -516,7 +516,8 @@ def _provider(fields: _Fields, secret_arn: str) -> Provider:
 class ApiKeySecret:
     mode: str
     key: Sensitive
-    doc: Mapping[str, Any]  # the whole JSON: unknown fields are written back untouched
+    # the whole JSON (the key included): written back untouched, never shown by repr
+    doc: Mapping[str, Any] = field(repr=False)
     key_id: str | None = None
     previous_key_id: str | None = None
     key_format: KeyFormat = KeyFormat()
@@ -661,8 +662,8 @@ class _StepTimeout(Timeout):
 @dataclass(frozen=True)
 class Reply:
     status: int
-    headers: Mapping[str, str]
-    body: bytes
+    headers: Mapping[str, str] = field(repr=False)
+    body: bytes = field(repr=False)  # an "issue" answer holds the new key
 
 
 class Http:

@@ -538,3 +538,19 @@ def test_http_settings_are_parsed_at_the_edge() -> None:
     for name, value in [("HTTP_READ_TIMEOUT", "0"), ("HTTP_TIME_BUDGET", "soon"), ("CONNECT_TIMEOUT", "-1")]:
         with pytest.raises(ConfigurationError, match=f"environment variable {name} must be"):
             settings.http_settings({name: value})
+
+
+def test_reprs_never_show_a_key() -> None:
+    from tests.support import functions
+
+    app = functions.load("api_key")
+    key = "sk_live_" + "Q" * 40
+    secret = app.parse(
+        json.dumps({"mode": "generated", "key": key, "generate": {"prefix": "sk_live_", "length": 40}}),
+        "current",
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:repr-AbCdEf",
+    )
+    reply = app.Reply(status=201, headers={"x-key": key}, body=json.dumps({"key": key}).encode())
+    for shown in (repr(secret), str(secret), repr(reply)):
+        assert key not in shown
+    assert "201" in repr(reply)
