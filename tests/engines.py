@@ -61,8 +61,24 @@ class DatabaseHarness:
     master_password: str
     strategies = ("single-user", "alternating-users")
 
+    engine_class: str  # the engine's class in functions/<name>/app.py
+    module: Any
+
     def make_handler(self) -> RotationFunction:
-        raise NotImplementedError
+        return rotation_handler(getattr(self.module, self.engine_class)())
+
+    def admin_connection(self) -> Any:
+        """A DB-API connection as an administrator (autocommit)."""
+        return self.server.admin_connect()  # type: ignore[attr-defined]
+
+    def admin_execute(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = self.admin_connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement, params or None)
+                return list(cur.fetchall()) if cur.description else []
+        finally:
+            conn.close()
 
     def secret(self, username: str, password: str, **extra: Any) -> dict[str, Any]:
         raise NotImplementedError
@@ -112,6 +128,7 @@ class DatabaseHarness:
 class PostgresHarness(DatabaseHarness):
     name = "postgres"
     driver_module = "psycopg2"
+    engine_class = "PostgresEngine"
 
     def __init__(self, server: PostgresServer) -> None:
         self.server = server
@@ -121,18 +138,6 @@ class PostgresHarness(DatabaseHarness):
         self.master_user = unique("rotation_master")
         self.master_password = new_password()
         self.create_user(self.master_user, self.master_password, "CREATEROLE")
-
-    def admin_execute(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        conn = self.server.admin_connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(statement, params)
-                return list(cur.fetchall()) if cur.description else []
-        finally:
-            conn.close()
-
-    def make_handler(self) -> RotationFunction:
-        return rotation_handler(self.module.PostgresEngine())
 
     def secret(self, username: str, password: str, **extra: Any) -> dict[str, Any]:
         return {
@@ -188,6 +193,7 @@ class MySQLHarness(DatabaseHarness):
 
     name = "mysql"
     driver_module = "pymysql"
+    engine_class = "MySQLEngine"
     # What an RDS for MariaDB master user holds (no SUPER), with GRANT OPTION.
     MASTER_PRIVILEGES = (
         "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, RELOAD, PROCESS, REFERENCES, INDEX, ALTER, "
@@ -211,18 +217,6 @@ class MySQLHarness(DatabaseHarness):
         self.master_password = new_password()
         self.create_user(self.master_user, self.master_password)
         self.admin_execute(f"GRANT {self.MASTER_PRIVILEGES} ON *.* TO %s@'%%' WITH GRANT OPTION", (self.master_user,))
-
-    def admin_execute(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        conn = self.server.admin_connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(statement, params or None)
-                return list(cur.fetchall()) if cur.description else []
-        finally:
-            conn.close()
-
-    def make_handler(self) -> RotationFunction:
-        return rotation_handler(self.module.MySQLEngine())
 
     def secret(self, username: str, password: str, **extra: Any) -> dict[str, Any]:
         return {
@@ -281,6 +275,7 @@ class RedshiftHarness(DatabaseHarness):
 
     name = "redshift"
     driver_module = "redshift_connector"
+    engine_class = "RedshiftEngine"
     DBNAME = "dev"  # Redshift's default database, created in the emulation
 
     def __init__(self, server: PostgresServer, shim: Any | None, master_user: str, master_password: str) -> None:
@@ -356,9 +351,6 @@ class RedshiftHarness(DatabaseHarness):
         # Redshift CA bundle and takes no CA file: DB_CA_BUNDLE does not apply to it.
         return {"SSL_CERT_FILE": self.info.ca_file} if self.info.ca_file else {}
 
-    def make_handler(self) -> RotationFunction:
-        return rotation_handler(self.module.RedshiftEngine())
-
     def secret(self, username: str, password: str, **extra: Any) -> dict[str, Any]:
         return {
             "engine": "redshift",
@@ -378,14 +370,8 @@ class RedshiftHarness(DatabaseHarness):
         """psycopg2 to the server itself (not through the shim), in the secrets' database."""
         return self.server.connect(username, password, self.dbname)
 
-    def admin_execute(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        conn = self.connect(self.master_user, self.master_password)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(statement, params or None)
-                return list(cur.fetchall()) if cur.description else []
-        finally:
-            conn.close()
+    def admin_connection(self) -> Any:
+        return self.connect(self.master_user, self.master_password)
 
     def create_user(self, username: str, password: str) -> None:
         """Create a user as a Redshift admin would: only the md5 form reaches the server."""
