@@ -77,6 +77,35 @@ MASTER_PARAMETERS = {
 ROTATION_ACTIONS_BY_FUNCTION = {
     "ApiKeyRotationFunction": SECRETS_MANAGER_ROTATION_ACTIONS - {"secretsmanager:ListSecretVersionIds"},
 }
+# The read-only calls that find a managed master secret's endpoint from its system tags
+# (aws:rds:primaryDBInstanceArn, aws:rds:primaryDBClusterArn, aws:redshift:primaryClusterArn,
+# aws:redshift-serverless:namespaceArn), as AWS's own rotation functions do, and recognise
+# RDS read replicas and Aurora readers. Resource types from the Service Authorization
+# Reference: rds:DescribeDBInstances takes db*, rds:DescribeDBClusters cluster*; Redshift's
+# DescribeClusters and Redshift Serverless's ListNamespaces and ListWorkgroups take none.
+RDS_LOOKUPS = {
+    "LookUpRdsInstances": ("rds:DescribeDBInstances", f"arn:{PARTITION}:rds:{REGION}:{ACCOUNT}:db:*"),
+    "LookUpRdsClusters": ("rds:DescribeDBClusters", f"arn:{PARTITION}:rds:{REGION}:{ACCOUNT}:cluster:*"),
+}
+REDSHIFT_LOOKUP_ACTIONS = [
+    "redshift-serverless:ListNamespaces",  # the tag holds the namespace ARN; workgroups name it by name
+    "redshift-serverless:ListWorkgroups",
+    "redshift:DescribeClusters",
+]
+DATABASE_LOOKUPS = {"PostgresRotationFunction", "MySqlRotationFunction", "RedshiftRotationFunction"}
+
+
+def database_lookups(function_id: str, *, with_masters: bool) -> dict[str, dict[str, Any]]:
+    """Sid -> statement: the look-ups each function needs (RDS's always, for the replica check;
+    Redshift's only with master secrets, the only secrets it looks up)."""
+    allow = {"Effect": "Allow"}
+    if function_id in {"PostgresRotationFunction", "MySqlRotationFunction"}:
+        return {sid: {**allow, "Action": action, "Resource": arn} for sid, (action, arn) in RDS_LOOKUPS.items()}
+    if function_id == "RedshiftRotationFunction" and with_masters:
+        return {"LookUpRedshiftEndpoints": {**allow, "Action": REDSHIFT_LOOKUP_ACTIONS, "Resource": "*"}}
+    return {}
+
+
 SUBNETS = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
 SECURITY_GROUPS = ["sg-0123456789abcdef0", "sg-0123456789abcdef1"]
 VPC = "vpc-0123456789abcdef0"
@@ -430,17 +459,29 @@ def _rotation_statement_problems(
     return problems
 
 
+# What a statement without the rotation condition may grant on the master (or admin) secrets:
+# reading the value, and reading the system tags that say which database a managed one is of.
+MASTER_ACTIONS = (["secretsmanager:GetSecretValue"], ["secretsmanager:DescribeSecret"])
+# A master secret ARN may match the six-character random suffix with ??????, and nothing else.
+_ARN_WITHOUT_SUFFIX = re.compile(r"(arn:[^*?]+:secret:[^*?]+)-([A-Za-z0-9]{6}|\?{6})")
+
+
+def wildcard_problems(resources: list[str]) -> list[str]:
+    """Wildcards in secret ARNs beyond the random suffix's ??????."""
+    return [f"wildcard secret: {r}" for r in resources if not _ARN_WITHOUT_SUFFIX.fullmatch(r)]
+
+
 def _master_statement_problems(statement: dict[str, Any], master_arns: list[str]) -> list[str]:
-    """Any other statement naming secretsmanager: only GetSecretValue on the listed master secrets."""
+    """Any other statement naming secretsmanager: GetSecretValue, or DescribeSecret, on the listed
+    master secrets only, named without wildcards."""
     problems: list[str] = []
     actions = as_list(statement["Action"])
     resources = as_list(statement["Resource"])
-    if actions != ["secretsmanager:GetSecretValue"]:
+    if actions not in MASTER_ACTIONS:
         problems.append(f"unconditioned statement grants {actions}")
     if not master_arns or resources != master_arns:
         problems.append(f"unconditioned statement on {resources}, master secrets: {master_arns}")
-    if any(r == "*" or r.endswith(":secret:*") for r in resources):
-        problems.append(f"wildcard secret without the rotation condition: {resources}")
+    problems += wildcard_problems(resources)
     return problems
 
 
@@ -505,6 +546,12 @@ def test_checker_flags_unconditioned_wildcard_and_random_password() -> None:
     assert (
         secrets_manager_problems({**other, "Condition": {"StringEquals": {ROTATION_CONDITION_KEY: own}}}, own, []) == []
     )
+    master = f"arn:{PARTITION}:secretsmanager:{REGION}:{ACCOUNT}:secret:rds!db-1234-??????"
+    read = {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": [master]}
+    assert secrets_manager_problems(read, own, [master]) == []
+    for wildcard in ("*", master.replace("rds!db-1234", "rds!*"), master.replace("-??????", "*")):
+        assert wildcard_problems([wildcard]), wildcard
+        assert secrets_manager_problems({**read, "Resource": [wildcard]}, own, [wildcard]), wildcard
 
 
 def test_evaluator_resolves_conditions_and_no_value() -> None:
@@ -856,6 +903,82 @@ def test_master_secret_read_exists_only_when_arns_are_given(
     assert master_statements(Stack(cfn_template, others)) == []
 
 
+@pytest.mark.parametrize("parameter", sorted(MASTER_PARAMETERS.values()))
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:*",
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:rds!*",
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/*-??????",
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:pg-master-*",
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:pg-master-?????",
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:pgmaster",  # partial: IAM matches nothing
+        f"arn:aws:secretsmanager:*:{ACCOUNT}:secret:pg-master-AbCdEf",
+        "*",
+        "pg-master",
+        f"{MASTER_ARNS[0]},arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:*",
+    ],
+)
+def test_master_secrets_are_never_named_by_wildcard(cfn_template: dict[str, Any], parameter: str, value: str) -> None:
+    """Any secret a function rotates may name any listed master in its masterarn: a wildcard
+    would hand the function (and so whoever writes a rotated secret) every matching master."""
+    with pytest.raises(ParameterRejected):
+        Stack(cfn_template, {parameter: value})
+
+
+def test_no_statement_reads_master_secrets_by_wildcard(stack: Stack) -> None:
+    """GetSecretValue and DescribeSecret without the rotation condition: listed ARNs only, no wildcard."""
+    for role_id in stack.of_type("AWS::IAM::Role"):
+        for statement in statements_of(stack, role_id):
+            actions = as_list(statement["Action"])
+            reads = [
+                a
+                for a in actions
+                if grants(a, "secretsmanager:GetSecretValue") or grants(a, "secretsmanager:DescribeSecret")
+            ]
+            if not reads or ROTATION_CONDITION_KEY in statement.get("Condition", {}).get("StringEquals", {}):
+                continue
+            assert wildcard_problems(as_list(statement["Resource"])) == [], (role_id, statement.get("Sid"))
+
+
+@pytest.mark.parametrize("function_id", sorted(DATABASE_LOOKUPS))
+def test_master_secret_tags_and_redshift_lookups_only_with_master_secrets(
+    cfn_template: dict[str, Any], function_id: str
+) -> None:
+    parameter = MASTER_PARAMETERS[function_id]
+    for overrides, with_masters in (({}, False), ({parameter: ",".join(MASTER_ARNS)}, True)):
+        stack = Stack(cfn_template, overrides)
+        role_id, _ = role_of(stack, stack.resources[function_id])
+        statements = {s["Sid"]: normalized(s) for s in statements_of(stack, role_id)}
+        tags = statements.get("ReadMasterSecretTags")
+        if with_masters:
+            assert tags == {"Effect": "Allow", "Action": "secretsmanager:DescribeSecret", "Resource": MASTER_ARNS}
+        else:
+            assert tags is None
+        lookups = {sid: s for sid, s in statements.items() if sid.startswith("LookUp")}
+        assert lookups == {
+            sid: normalized(s) for sid, s in database_lookups(function_id, with_masters=with_masters).items()
+        }
+
+
+def test_database_lookups_are_read_only_and_in_this_account_and_region(stack: Stack) -> None:
+    """Every rds:, redshift: or redshift-serverless: grant is a Describe or List call; the RDS ones,
+    which support resource-level permissions, name only this account's instances and clusters here."""
+    for role_id in stack.of_type("AWS::IAM::Role"):
+        for statement in statements_of(stack, role_id):
+            actions = as_list(statement["Action"])
+            services = {a.split(":", 1)[0] for a in actions}
+            if not services & {"rds", "redshift", "redshift-serverless"}:
+                continue
+            assert services <= {"rds", "redshift", "redshift-serverless"}, statement
+            assert all(a.split(":", 1)[1].startswith(("Describe", "List")) for a in actions), statement
+            assert "Condition" not in statement and statement["Effect"] == "Allow"
+            if services == {"rds"}:
+                (action,) = actions
+                kind = {"rds:DescribeDBInstances": "db", "rds:DescribeDBClusters": "cluster"}[action]
+                assert as_list(statement["Resource"]) == [f"arn:{PARTITION}:rds:{REGION}:{ACCOUNT}:{kind}:*"]
+
+
 def test_kms_decrypt_only_for_listed_keys_through_secrets_manager(cfn_template: dict[str, Any]) -> None:
     def kms_statements(stack: Stack) -> list[dict[str, Any]]:
         found = []
@@ -1028,6 +1151,10 @@ def expected_statements(stack: Stack, function_id: str) -> dict[str, dict[str, A
     if masters:
         sid = "ReadProviderAdminSecrets" if function_id == "ApiKeyRotationFunction" else "ReadMasterSecrets"
         expected[sid] = {**allow, "Action": "secretsmanager:GetSecretValue", "Resource": masters}
+        if function_id in DATABASE_LOOKUPS:
+            # The system tags of a master secret RDS or Redshift manages name its database.
+            expected["ReadMasterSecretTags"] = {**allow, "Action": "secretsmanager:DescribeSecret", "Resource": masters}
+    expected.update(database_lookups(function_id, with_masters=bool(masters)))
     keys = [key for key in stack.parameters["KmsKeyArns"] if key]
     if keys:
         expected["UseSecretKeysThroughSecretsManager"] = {
@@ -1318,6 +1445,7 @@ def test_topic_is_encrypted_with_a_key_alarms_and_eventbridge_may_use(cfn_templa
             "Principal": {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},
             "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
             "Resource": "*",
+            "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
         },
     ]
     given = Stack(cfn_template, {"NotificationKmsKeyArn": TOPIC_KEY})
@@ -1350,7 +1478,10 @@ def test_topic_policy_lets_only_this_stacks_alarms_and_rule_publish(stack: Stack
             "Principal": {"Service": "events.amazonaws.com"},
             "Action": "sns:Publish",
             "Resource": topic,
-            "Condition": {"ArnEquals": {"aws:SourceArn": f"{{GetAtt:{rule_id}.Arn}}"}},
+            "Condition": {
+                "ArnEquals": {"aws:SourceArn": f"{{GetAtt:{rule_id}.Arn}}"},
+                "StringEquals": {"aws:SourceAccount": ACCOUNT},
+            },
         }
         for rule_id in stack.of_type("AWS::Events::Rule")
     )
@@ -1364,6 +1495,35 @@ def test_topic_policy_lets_only_this_stacks_alarms_and_rule_publish(stack: Stack
         }
     )
     assert [normalized(s) for s in policy["Properties"]["PolicyDocument"]["Statement"]] == expected
+
+
+def service_statement_problems(stack: Stack) -> list[str]:
+    """Allow statements to an AWS service principal, in key and topic policies, without
+    aws:SourceAccount = this account (a confused deputy: another account's alarm or rule)."""
+    documents = [(key_id, key["Properties"]["KeyPolicy"]) for key_id, key in stack.of_type("AWS::KMS::Key").items()]
+    documents += [
+        (policy_id, policy["Properties"]["PolicyDocument"])
+        for policy_id, policy in stack.of_type("AWS::SNS::TopicPolicy").items()
+    ]
+    problems = []
+    for resource_id, document in documents:
+        for statement in as_list(document["Statement"]):
+            principal = statement.get("Principal")
+            if statement["Effect"] != "Allow" or not (isinstance(principal, dict) and "Service" in principal):
+                continue
+            account = statement.get("Condition", {}).get("StringEquals", {}).get("aws:SourceAccount")
+            if account != ACCOUNT:
+                problems.append(f"{resource_id} {statement.get('Sid')}: aws:SourceAccount is {account}")
+    return problems
+
+
+def test_service_principals_act_only_for_this_account(stack: Stack) -> None:
+    assert service_statement_problems(stack) == []
+    # The check itself: the same stack with the condition removed from one statement.
+    broken = copy.deepcopy(stack)
+    ((_, policy),) = broken.of_type("AWS::SNS::TopicPolicy").items()
+    del policy["Properties"]["PolicyDocument"]["Statement"][0]["Condition"]["StringEquals"]
+    assert service_statement_problems(broken)
 
 
 def test_email_subscription_only_when_an_address_is_given(cfn_template: dict[str, Any]) -> None:
