@@ -67,9 +67,9 @@ def child(engine: str) -> int:
     connects = []
     original = engine_object.connect
 
-    def counting_connect(login: Any, settings: Any) -> Any:
+    def counting_connect(login: Any, settings: Any, **kw: Any) -> Any:
         connects.append(1)
-        return original(login, settings)
+        return original(login, settings, **kw)
 
     engine_object.connect = counting_connect
     for line in sys.stdin:

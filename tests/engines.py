@@ -151,8 +151,14 @@ class PostgresHarness(DatabaseHarness):
         }
 
     def master(self) -> dict[str, Any]:
-        # As RDS-managed master secrets are: username and password only.
-        return {"username": self.master_user, "password": self.master_password}
+        # A self-managed master secret names its server; the secrets RDS manages (username
+        # and password only) are found through their system tags (tests/security).
+        return {
+            "username": self.master_user,
+            "password": self.master_password,
+            "host": self.info.host,
+            "port": self.info.port,
+        }
 
     def create_user(self, username: str, password: str, attributes: str = "") -> None:
         """Create a login role; only a SCRAM verifier reaches the server (its log stays clean)."""
@@ -229,8 +235,14 @@ class MySQLHarness(DatabaseHarness):
         }
 
     def master(self) -> dict[str, Any]:
-        # As RDS-managed master secrets are: username and password only.
-        return {"username": self.master_user, "password": self.master_password}
+        # A self-managed master secret names its server; the secrets RDS manages (username
+        # and password only) are found through their system tags (tests/security).
+        return {
+            "username": self.master_user,
+            "password": self.master_password,
+            "host": self.info.host,
+            "port": self.info.port,
+        }
 
     def create_user(self, username: str, password: str, host: str = "%") -> None:
         """Create a mysql_native_password account; only its hash reaches the server (its log stays clean)."""
@@ -363,8 +375,14 @@ class RedshiftHarness(DatabaseHarness):
         }
 
     def master(self) -> dict[str, Any]:
-        # As the secrets Redshift manages for its admin user: username and password only.
-        return {"username": self.master_user, "password": self.master_password}
+        # A master secret that names its cluster; the secrets Redshift manages (username
+        # and password only) are found through their system tags (tests/security).
+        return {
+            "username": self.master_user,
+            "password": self.master_password,
+            "host": self.info.host,
+            "port": self.info.port,
+        }
 
     def connect(self, username: str, password: str) -> Any:
         """psycopg2 to the server itself (not through the shim), in the secrets' database."""

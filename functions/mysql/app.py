@@ -98,6 +98,8 @@ from rotation_core import (
     UnreachableError,
     rotation_handler,
 )
+from rotation_core.engine import Standing
+from rotation_core.errors import printable
 from rotation_core.observability import logger
 from rotation_core.passwords import WHITESPACE_AND_CONTROL
 
@@ -171,16 +173,35 @@ def _error_code(exc: Exception) -> int | None:
 
 
 def _cause(exc: Exception, password: Sensitive | None) -> str:
-    """The server's or driver's message, first line, with the password and its hash masked."""
+    """The server's or driver's message, first line, printable. When the statement or login
+    carried a password (or its hash), only the server's error code: its text could quote
+    the statement."""
+    code = _error_code(exc)
+    if password is not None and code is not None:
+        return f"error {code}"
     parts = [str(arg) for arg in exc.args] if exc.args else [type(exc).__name__]
     text = (parts[-1].strip().splitlines() or [type(exc).__name__])[0]
-    code = _error_code(exc)
-    if code is not None:
-        text = f"error {code}: {text}"
-    if password is not None and password.reveal():
+    if password is not None:  # no code: a driver's own text (never a statement); mask anyway
         for secret in (password.reveal(), native_password_hash(password)):
-            text = text.replace(secret, "********")
-    return text
+            if len(secret) >= 8:
+                text = text.replace(secret, "********")
+    return printable(f"error {code}: {text}" if code is not None else text)
+
+
+class _RefusePassword:
+    """An authentication plugin handler for the master's logins: refuses a server that asks
+    for the password in clear text (mysql_clear_password, or the dialog plugin's prompt)."""
+
+    def __init__(self, conn: object) -> None:
+        self.conn = conn
+
+    def authenticate(self, packet: object) -> object:  # noqa: ARG002 - pymysql's plugin interface
+        raise UnreachableError(
+            "the server asked for the master password in clear text (mysql_clear_password or dialog); refused"
+        )
+
+
+_CLEAR_TEXT_PLUGINS = {b"mysql_clear_password": _RefusePassword, b"dialog": _RefusePassword}
 
 
 def _execute(cur: Cursor, statement: str, params: Sequence[Any] = ()) -> None:
@@ -500,7 +521,7 @@ class MySQLEngine:
     # AWS's default exclusions for MySQL; whitespace and control characters are never used.
     password_rules = PasswordRules(default_exclude="/@\"'\\", always_exclude=WHITESPACE_AND_CONTROL)
 
-    def connect(self, login: DatabaseSecret, settings: ConnectionSettings) -> Connection:
+    def connect(self, login: DatabaseSecret, settings: ConnectionSettings, *, master: bool = False) -> Connection:
         import pymysql
 
         options: dict[str, Any] = {
@@ -519,13 +540,15 @@ class MySQLEngine:
         else:
             # An SSLContext makes pymysql require TLS: a server without it is refused.
             options["ssl"] = self._tls_context(settings.ca_bundle)
+        if master:
+            options["auth_plugin_map"] = _CLEAR_TEXT_PLUGINS
         try:
             conn: Connection = pymysql.connect(**options)
         except pymysql.MySQLError as exc:
             raise self._connect_error(exc, login.password) from None
         except RuntimeError as exc:  # pymysql: an authentication plugin it cannot run (ed25519 without PyNaCl)
             raise ConfigurationError(
-                f"the account uses an authentication method this function cannot use: {_cause(exc, login.password)}"
+                f"the account uses an authentication method this function cannot use: {_cause(exc, None)}"
             ) from None
         return conn
 
@@ -543,7 +566,11 @@ class MySQLEngine:
     @staticmethod
     def _connect_error(exc: Exception, password: Sensitive) -> RotationError:
         code = _error_code(exc)
-        cause = _cause(exc, password)
+        # Connecting sends no statement: the driver's and server's text helps (TLS errors)
+        # and holds no password; masked all the same, should a driver ever echo one.
+        cause = _cause(exc, None)
+        if len(password) >= 8:
+            cause = cause.replace(password.reveal(), "********")
         if code in _AUTH_REFUSED:
             return AuthenticationError("the server refused the user name or password")
         if code in _CONNECT_REFUSALS:
@@ -573,6 +600,30 @@ class MySQLEngine:
             for account in accounts:
                 clause, value = _identified(server, account.plugin, password)
                 _execute(cur, f"ALTER USER %s@%s {clause}", (*account.name, value))
+
+    def alternate_standing(self, conn: Connection, original: str, clone: str) -> Standing | None:
+        """MySQL has no tie between two accounts: the clone stands when it holds no global
+        privilege (or grant option) and no role beyond the original's, host by host."""
+        server = _server(conn)
+        beyond: set[str] = set()
+        with _statements("reading the alternate user", None), conn.cursor() as cur:
+            accounts = _accounts(cur, server, [original, clone])
+            clones = [account for account in accounts if account.user == clone]
+            if not clones:
+                return None
+            sources = {account.host: account for account in accounts if account.user == original}
+            for target in clones:
+                source = sources.get(target.host, _Account(original, target.host))
+                want, have = _privileges(cur, source, target)
+                wanted, held = want.get("*.*", _Grant()), have.get("*.*", _Grant())
+                beyond.update(f"global {name}" for name in held.items - wanted.items)
+                if held.grantable and not wanted.grantable:
+                    beyond.add("global GRANT OPTION")
+                if server.has_roles:
+                    want_roles, have_roles = _roles(cur, server, source, target)
+                    if have_roles.keys() - want_roles.keys():
+                        beyond.add("roles")
+        return Standing(related=None, beyond=tuple(sorted(beyond)))
 
     def sync_clone(self, conn: Connection, original: str, clone: str, password: Sensitive | None) -> None:
         server = _server(conn)

@@ -31,6 +31,8 @@ from rotation_core import (
     UnreachableError,
     rotation_handler,
 )
+from rotation_core.engine import Standing
+from rotation_core.errors import printable
 from rotation_core.passwords import WHITESPACE_AND_CONTROL
 
 if TYPE_CHECKING:
@@ -42,13 +44,24 @@ if TYPE_CHECKING:
 _AUTH_FAILURES = ("password authentication failed", "does not exist", "authentication failed", "password is expired")
 _TLS_FAILURES = ("certificate", "SSL", "ssl", "TLS")
 _ATTRIBUTES = (("rolinherit", "INHERIT"), ("rolcreatedb", "CREATEDB"), ("rolcreaterole", "CREATEROLE"))
+# What an alternate user must not hold unless the original does.
+_POWERS = ("rolsuper", "rolcreaterole", "rolcreatedb", "rolreplication", "rolbypassrls")
+# libpq's refusal of an authentication request that require_auth does not allow.
+_AUTH_REQUIREMENT = "authentication method requirement"
 
 
 def _cause(exc: Exception, password: Sensitive) -> str:
-    """The driver's first line, with the password masked should it ever appear."""
+    """The driver's first line, printable, with the password masked should it ever appear."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     secret = password.reveal()
-    return text.replace(secret, "********") if secret else text
+    return printable(text.replace(secret, "********") if len(secret) >= 8 else text)
+
+
+def _statement_failed(action: str, exc: Exception) -> ConfigurationError:
+    """A statement that carries a password (a SCRAM verifier) failed: the server's SQLSTATE,
+    never its text (a syntax error would quote the statement)."""
+    code = getattr(exc, "pgcode", None) or type(exc).__name__
+    return ConfigurationError(f"{action} failed (SQLSTATE {printable(str(code), 10)})")
 
 
 class PostgresEngine:
@@ -63,7 +76,7 @@ class PostgresEngine:
     # and control characters are never used.
     password_rules = PasswordRules(default_exclude=":/@\"'\\", always_exclude=WHITESPACE_AND_CONTROL)
 
-    def connect(self, login: DatabaseSecret, settings: ConnectionSettings) -> Connection:
+    def connect(self, login: DatabaseSecret, settings: ConnectionSettings, *, master: bool = False) -> Connection:
         import psycopg2
 
         options: dict[str, Any] = {
@@ -80,10 +93,20 @@ class PostgresEngine:
         else:
             options["sslmode"] = "verify-full"
             options["sslrootcert"] = settings.ca_bundle or "system"
+        if master:
+            # The master's password never goes to the server, not even hashed: SCRAM only
+            # (libpq refuses a clear-text, md5 or other request before answering it).
+            options["require_auth"] = "scram-sha-256"
         try:
             conn: Connection = psycopg2.connect(**options)
         except psycopg2.OperationalError as exc:
             message = str(exc)
+            if _AUTH_REQUIREMENT in message:
+                raise UnreachableError(
+                    "the server asked for the master password in another form than SCRAM-SHA-256 (clear text or "
+                    "md5); the master logs in with SCRAM only: store its password as SCRAM "
+                    "(password_encryption = 'scram-sha-256', then set it again)"
+                ) from None
             if "database" in message and "does not exist" in message:
                 raise ConfigurationError("field 'dbname' names a database that does not exist") from None
             if any(marker in message for marker in _AUTH_FAILURES):
@@ -105,11 +128,15 @@ class PostgresEngine:
         return encrypt_password(password.reveal(), username, conn, "scram-sha-256")
 
     def _alter_password(self, conn: Connection, username: str, password: Sensitive) -> None:
+        import psycopg2
         from psycopg2 import sql
 
         verifier = self._verifier(conn, username, password)
         with conn.cursor() as cur:
-            cur.execute(sql.SQL("ALTER ROLE {} WITH PASSWORD %s").format(sql.Identifier(username)), (verifier,))
+            try:
+                cur.execute(sql.SQL("ALTER ROLE {} WITH PASSWORD %s").format(sql.Identifier(username)), (verifier,))
+            except psycopg2.Error as exc:
+                raise _statement_failed("changing the password", exc) from None
 
     def set_own_password(self, conn: Connection, username: str, password: Sensitive) -> None:
         with conn:
@@ -133,7 +160,38 @@ class PostgresEngine:
             return None
         return dict(zip(("rolinherit", "rolcreatedb", "rolcreaterole", "rolconnlimit"), row, strict=True))
 
+    def alternate_standing(self, conn: Connection, original: str, clone: str) -> Standing | None:
+        columns = ", ".join(_POWERS)
+        with conn, conn.cursor() as cur:
+            cur.execute(f"SELECT rolname, {columns} FROM pg_roles WHERE rolname IN (%s, %s)", (original, clone))
+            roles = {row[0]: row[1:] for row in cur.fetchall()}
+            if clone not in roles:
+                return None
+            mine = roles.get(original, (False,) * len(_POWERS))
+            beyond = [
+                column.removeprefix("rol").upper()
+                for column, has, original_has in zip(_POWERS, roles[clone], mine, strict=True)
+                if has and not original_has
+            ]
+            if original not in roles:
+                return Standing(related=False, beyond=tuple(beyond))
+            # Roles the clone is a member of, other than the original, that the original
+            # does not reach itself (directly or through other roles).
+            cur.execute(
+                "SELECT r.rolname = %s, pg_has_role(%s, r.oid, 'MEMBER') "
+                "FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid "
+                "JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = %s",
+                (original, original, clone),
+            )
+            memberships = cur.fetchall()
+        related = any(is_original for is_original, _ in memberships)
+        extra_roles = sum(1 for is_original, reached in memberships if not is_original and not reached)
+        if extra_roles:
+            beyond.append(f"membership in {extra_roles} other role(s)")
+        return Standing(related=related, beyond=tuple(beyond))
+
     def sync_clone(self, conn: Connection, original: str, clone: str, password: Sensitive | None) -> None:
+        import psycopg2
         from psycopg2 import sql
 
         with conn:
@@ -146,9 +204,12 @@ class PostgresEngine:
                     if password is None:
                         raise ConfigurationError("the alternate user does not exist and no pending password creates it")
                     verifier = self._verifier(conn, clone, password)
-                    cur.execute(
-                        sql.SQL("CREATE ROLE {} WITH LOGIN PASSWORD %s").format(sql.Identifier(clone)), (verifier,)
-                    )
+                    try:
+                        cur.execute(
+                            sql.SQL("CREATE ROLE {} WITH LOGIN PASSWORD %s").format(sql.Identifier(clone)), (verifier,)
+                        )
+                    except psycopg2.Error as exc:
+                        raise _statement_failed("creating the alternate user", exc) from None
                     target = {"rolinherit": True, "rolcreatedb": False, "rolcreaterole": False, "rolconnlimit": -1}
                 elif password is not None:
                     self._alter_password(conn, clone, password)

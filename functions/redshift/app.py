@@ -57,6 +57,7 @@ and Serverless endpoints.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import logging
 import re
@@ -76,6 +77,8 @@ from rotation_core import (
     UnreachableError,
     rotation_handler,
 )
+from rotation_core.engine import Standing
+from rotation_core.errors import printable
 from rotation_core.passwords import WHITESPACE_AND_CONTROL
 
 if TYPE_CHECKING:
@@ -121,6 +124,29 @@ _USER = "SELECT usecreatedb FROM pg_user WHERE usename = %s"
 _GROUPS_OF = "SELECT g.groname FROM pg_group g, pg_user u WHERE u.usename = %s AND u.usesysid = ANY(g.grolist)"
 _MEMBERS_OF = "SELECT u.usename FROM pg_group g, pg_user u WHERE g.groname = %s AND u.usesysid = ANY(g.grolist)"
 _GROUP = "SELECT groname FROM pg_group WHERE groname = %s"
+_POWERS = "SELECT usename, usesuper, usecreatedb FROM pg_user WHERE usename IN (%s, %s)"
+_CLEARTEXT_REQUEST = 3  # AuthenticationCleartextPassword (PostgreSQL wire protocol, which Redshift speaks)
+# Set while the master logs in: a server asking for the password in clear text is refused.
+_refuse_cleartext: contextvars.ContextVar[bool] = contextvars.ContextVar("refuse_cleartext", default=False)
+
+
+def _guard_cleartext() -> None:
+    """Wrap redshift_connector's authentication handler once: while _refuse_cleartext is
+    set, a clear-text password request is refused before the password is sent. (The driver
+    has no option for it; its handler table is built from the class at connect time.)"""
+    from redshift_connector.core import Connection
+
+    handler = Connection.handle_AUTHENTICATION_REQUEST
+    if getattr(handler, "_rotation_guard", False):
+        return
+
+    def guarded(self: Any, data: bytes, cursor: Any) -> None:
+        if _refuse_cleartext.get() and data[:4] == _CLEARTEXT_REQUEST.to_bytes(4, "big"):
+            raise UnreachableError("the server asked for the master password in clear text; refused")
+        handler(self, data, cursor)
+
+    guarded._rotation_guard = True  # type: ignore[attr-defined]
+    Connection.handle_AUTHENTICATION_REQUEST = guarded  # type: ignore[method-assign]
 
 
 def quote_ident(name: str) -> str:
@@ -152,9 +178,15 @@ def _server_message(exc: Exception, *secrets: str) -> str:
     else:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     for secret in secrets:
-        if secret:
+        if len(secret) >= 8:
             text = text.replace(secret, "********")
-    return re.sub(r"md5[0-9a-f]{32}", "md5********", text)
+    return printable(re.sub(r"md5[0-9a-f]{32}", "md5********", text))
+
+
+def _sqlstate(exc: Exception) -> str:
+    first = exc.args[0] if exc.args else None
+    code = str(first.get("C", "")) if isinstance(first, dict) else ""
+    return printable(code, 10) or type(exc).__name__
 
 
 def _refusal(code: str, message: str) -> RotationError:
@@ -229,9 +261,11 @@ class RedshiftEngine:
     )
 
     # -- connecting ----------------------------------------------------------------------
-    def connect(self, login: DatabaseSecret, settings: ConnectionSettings) -> Connection:
+    def connect(self, login: DatabaseSecret, settings: ConnectionSettings, *, master: bool = False) -> Connection:
         import redshift_connector
         from redshift_connector.error import Error
+
+        _guard_cleartext()
 
         options: dict[str, Any] = {
             "host": login.host,
@@ -247,10 +281,13 @@ class RedshiftEngine:
         else:
             # Named explicitly: the driver's default mode only warns on a host name mismatch.
             options.update(ssl=True, sslmode="verify-full")
+        guard = _refuse_cleartext.set(master)
         try:
             conn = redshift_connector.connect(**options)
         except Error as exc:
             raise _connect_error(exc, login.password) from None
+        finally:
+            _refuse_cleartext.reset(guard)
         # The driver has one socket timeout for everything: connecting is done, so give
         # statements (catalog queries on a busy leader node) longer than CONNECT_TIMEOUT.
         sock = getattr(conn, "_usock", None)
@@ -267,7 +304,8 @@ class RedshiftEngine:
         try:
             _execute(conn, statement)
         except Error as exc:
-            raise ConfigurationError(f"the {role} cannot change the password: {_server_message(exc)}") from None
+            # The statement carries the md5 form: the server's error code, never its text.
+            raise ConfigurationError(f"the {role} cannot change the password (SQLSTATE {_sqlstate(exc)})") from None
 
     def set_own_password(self, conn: Connection, username: str, password: Sensitive) -> None:
         with _transaction(conn):
@@ -287,6 +325,25 @@ class RedshiftEngine:
             self._alter_password(conn, username, password, "master user")
 
     # -- the alternate user --------------------------------------------------------------
+    def alternate_standing(self, conn: Connection, original: str, clone: str) -> Standing | None:
+        """Redshift has no tie between two users: the clone stands when it is no superuser,
+        has no CREATEDB and is in no group, beyond the original."""
+        with _transaction(conn):
+            powers = {row[0]: row[1:] for row in _rows(conn, _POWERS, (original, clone))}
+            if clone not in powers:
+                return None
+            mine = powers.get(original, (False, False))
+            beyond = [
+                name
+                for name, has, has_too in zip(("SUPERUSER", "CREATEDB"), powers[clone], mine, strict=True)
+                if has and not has_too
+            ]
+            pair = original + PAIR_GROUP_SUFFIX
+            groups = {row[0] for row in _rows(conn, _GROUPS_OF, (clone,))} - {pair}
+            if groups - {row[0] for row in _rows(conn, _GROUPS_OF, (original,))}:
+                beyond.append("groups")
+        return Standing(related=None, beyond=tuple(beyond))
+
     def sync_clone(self, conn: Connection, original: str, clone: str, password: Sensitive | None) -> None:
         with _transaction(conn):
             source = _rows(conn, _USER, (original,))

@@ -193,7 +193,7 @@ def test_single_user_rotation_stays_within_budget(harness: DatabaseHarness, sm: 
     engine = case.handler.rotation.engine  # type: ignore[attr-defined]
     connects: list[str] = []
     original = engine.connect
-    engine.connect = lambda login, settings: connects.append(login.username) or original(login, settings)
+    engine.connect = lambda login, settings, **kw: connects.append(login.username) or original(login, settings, **kw)
     token = driver.start_rotation(sm, case.arn)
     driver.run_steps(case.handler, case.arn, token)
     assert len(calls) <= 11, calls

@@ -306,7 +306,8 @@ def test_error_messages_mask_the_password_and_its_hash(my: MySQLHarness) -> None
     error = pymysql.err.ProgrammingError(1064, f"syntax error near '{password}' and '{hashed}' at line 1")
     text = my.module._cause(error, Sensitive(password))
     assert password not in text and hashed not in text
-    assert text.startswith("error 1064: syntax error near '********'")
+    # A statement that carried a password: the server's code only, never its text.
+    assert text == "error 1064"
 
 
 def test_x509_requirements_and_limits_are_copied_and_followed(my: MySQLHarness) -> None:

@@ -94,12 +94,20 @@ def test_secret_that_is_not_a_json_object(text: str | None) -> None:
         credentials.parse(text, "current", DEFAULTS)
 
 
-def test_master_secret_takes_the_target_from_the_rotated_secret() -> None:
-    user = credentials.parse(json.dumps({**BASE, "port": 6000, "dbname": "shop"}), "current", DEFAULTS)
-    master = credentials.parse_master(json.dumps({"username": "admin", "password": "m4ster-password"}), user, DEFAULTS)
-    assert (master.host, master.port, master.dbname, master.username) == ("db", 6000, "shop", "admin")
-    with pytest.raises(ConfigurationError, match="differs from the rotated secret's 'host'"):
-        credentials.parse_master(json.dumps({"username": "a", "password": "p4ssword", "host": "evil"}), user, DEFAULTS)
+def test_master_secret_is_parsed_without_anything_from_the_rotated_secret() -> None:
+    master = credentials.parse_master(
+        json.dumps({"username": "admin", "password": "m4ster-password"}), DEFAULTS, "postgres"
+    )
+    assert (master.host, master.port, master.ssl, master.username) == (None, None, None, "admin")
+    named = credentials.parse_master(
+        json.dumps({"username": "a", "password": "p4ssword", "host": "db", "port": "6000", "ssl": False}),
+        DEFAULTS,
+        "postgres",
+    )
+    assert (named.host, named.port, named.ssl) == ("db", 6000, False)
+    login = named.login("db", 6000, "shop", ssl=None)
+    assert (login.host, login.port, login.dbname, login.ssl, login.username) == ("db", 6000, "shop", None, "a")
+    assert "m4ster" not in repr(master)
 
 
 def test_settings() -> None:

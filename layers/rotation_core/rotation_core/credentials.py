@@ -52,7 +52,8 @@ class DatabaseSecret:
     dbname: str | None
     masterarn: str | None = None
     ssl: bool | None = None  # None: not set in the secret (TLS with verification, the default)
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    # fields this project does not know: written back untouched, never shown by repr
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def with_login(self, username: str, password: Sensitive) -> DatabaseSecret:
         return replace(self, username=username, password=password)
@@ -72,6 +73,10 @@ class DatabaseSecret:
 
     def same_target(self, other: DatabaseSecret) -> bool:
         return (self.host, self.port, self.dbname) == (other.host, other.port, other.dbname)
+
+    def same_server(self, host: str, port: int) -> bool:
+        """Whether this secret names the server at host:port (DNS names ignore case)."""
+        return (self.host.rstrip(".").lower(), self.port) == (host.rstrip(".").lower(), port)
 
 
 def load_document(text: str | None, role: str) -> dict[str, Any]:
@@ -174,27 +179,43 @@ def parse(text: str | None, role: str, defaults: Defaults) -> DatabaseSecret:
     )
 
 
-def parse_master(text: str | None, user: DatabaseSecret, defaults: Defaults) -> DatabaseSecret:
-    """Parse the master (superuser) secret that masterarn names.
+@dataclass(frozen=True)
+class MasterSecret:
+    """The master (superuser) secret that `masterarn` names, as it is written: where it
+    says its database is (host, port; None when it does not say, as the secrets RDS and
+    Redshift manage hold only username and password) and whether it turns TLS off."""
 
-    A master secret may carry only username and password, as the secrets RDS manages do:
-    the connection then goes to the rotated secret's host, port and database. When it names
-    a host, that host must be the rotated secret's, so that the master credential is never
-    sent to a server chosen by whoever can write the rotated secret.
-    """
+    username: str
+    password: Sensitive
+    host: str | None
+    port: int | None
+    ssl: bool | None
+    engine: str | None
+
+    def login(self, host: str, port: int, dbname: str | None, *, ssl: bool | None) -> DatabaseSecret:
+        """The master's login to host:port (a trusted target: see rotation_core.targets)."""
+        return DatabaseSecret(
+            engine=self.engine or "",
+            host=host,
+            port=port,
+            username=self.username,
+            password=self.password,
+            dbname=dbname,
+            ssl=ssl,
+        )
+
+
+def parse_master(text: str | None, defaults: Defaults, engine: str) -> MasterSecret:
+    """Parse the master (superuser) secret that masterarn names. Nothing in it comes from
+    the rotated secret: where the master connects is decided by rotation_core.targets."""
     role = "master"
     doc = load_document(text, role)
-    host = _text(doc, "host", role, required=False)
-    if host is not None and host != user.host:
-        raise ConfigurationError("field 'host' of the master secret differs from the rotated secret's 'host'")
-    if doc.get("engine") is not None:
-        _engine(doc, role, defaults.engines)
-    return DatabaseSecret(
-        engine=user.engine,
-        host=user.host,
-        port=_port(doc, role, user.port) if "port" in doc else user.port,
-        username=_username(doc, role, defaults, user.engine),
+    master_engine = _engine(doc, role, defaults.engines) if doc.get("engine") is not None else None
+    return MasterSecret(
+        username=_username(doc, role, defaults, master_engine or engine),
         password=_password(doc, role),
-        dbname=user.dbname,
-        ssl=_ssl(doc, role) if "ssl" in doc else user.ssl,
+        host=_text(doc, "host", role, required=False) or None,
+        port=_port(doc, role, defaults.port) if doc.get("port") is not None else None,
+        ssl=_ssl(doc, role),
+        engine=master_engine or engine,
     )

@@ -9,6 +9,7 @@ parsed secret and the parsed connection settings.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from rotation_core.credentials import DatabaseSecret, Defaults
@@ -24,6 +25,18 @@ class Connection(Protocol):
 C = TypeVar("C", bound=Connection)
 
 
+@dataclass(frozen=True)
+class Standing:
+    """What the database says of an existing alternate user, before the master touches it."""
+
+    #: the database ties it to the original user (PostgreSQL: it is a member of the
+    #: original role); None where the engine has no such tie (MySQL, Redshift)
+    related: bool | None
+    #: what it holds that the original user does not: attributes, roles, groups, global
+    #: privileges, by name (never a value)
+    beyond: tuple[str, ...] = ()
+
+
 class DatabaseEngine(Protocol[C]):
     #: short name used in logs and metrics ("postgres", "mysql", ...)
     name: str
@@ -32,8 +45,11 @@ class DatabaseEngine(Protocol[C]):
     #: characters the engine can never take in a password, length bounds, required classes
     password_rules: PasswordRules
 
-    def connect(self, login: DatabaseSecret, settings: ConnectionSettings) -> C:
+    def connect(self, login: DatabaseSecret, settings: ConnectionSettings, *, master: bool = False) -> C:
         """Open a connection as login.username, TLS as login.ssl and settings say.
+
+        With master=True (the master credential), refuse any password exchange that would
+        show the password to the server (clear-text requests; for PostgreSQL md5 too).
 
         Raises AuthenticationError when the credential is refused, UnreachableError when
         the server cannot be reached or not securely. Messages carry the cause only.
@@ -52,6 +68,11 @@ class DatabaseEngine(Protocol[C]):
         """As the master user: create `clone` if missing, give it the privileges of
         `original` again (every rotation, so nothing drifts), and set its password when
         one is given."""
+        ...
+
+    def alternate_standing(self, conn: C, original: str, clone: str) -> Standing | None:
+        """As the master user, read-only: None when `clone` does not exist, else what the
+        database says of it (see Standing). Nothing is changed."""
         ...
 
     def check(self, conn: C) -> None:

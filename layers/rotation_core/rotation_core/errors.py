@@ -27,3 +27,11 @@ class AuthenticationError(RotationError):
 
 class UnreachableError(RotationError):
     """The target could not be reached, or not securely (network, TLS, timeout)."""
+
+
+def printable(text: str, limit: int = 300) -> str:
+    """A server's or driver's text made safe to log or print: control characters (a
+    forged message could carry terminal escapes or fake log lines) become spaces, and
+    the text is cut to `limit` characters."""
+    cleaned = "".join(" " if ord(c) < 32 or 127 <= ord(c) < 160 else c for c in text)
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"

@@ -73,6 +73,7 @@ class SecretMetadata:
     arn: str
     rotation_enabled: bool
     versions: Mapping[str, tuple[str, ...]]
+    tags: Mapping[str, str] = field(default_factory=dict)
 
     def holding(self, stage: str) -> str | None:
         return next((v for v, stages in self.versions.items() if stage in stages), None)
@@ -87,7 +88,8 @@ class SecretsStore:
     def describe(self, secret_id: str) -> SecretMetadata:
         meta = self._client.describe_secret(SecretId=secret_id)
         versions = {v: tuple(stages) for v, stages in meta.get("VersionIdsToStages", {}).items()}
-        return SecretMetadata(meta["ARN"], bool(meta.get("RotationEnabled", False)), versions)
+        tags = {t["Key"]: t.get("Value", "") for t in meta.get("Tags", []) if "Key" in t}
+        return SecretMetadata(meta["ARN"], bool(meta.get("RotationEnabled", False)), versions, tags)
 
     def get(self, secret_id: str, stage: str | None, version_id: str | None = None) -> str | None:
         """The SecretString at that stage (and version), or None when that version has no value."""
@@ -135,12 +137,20 @@ class StepContext:
     """What a rotation may read during a step: the secret's versions, fetched on demand
     (each at most once), other secrets by ARN (the master secret), and the configuration."""
 
-    def __init__(self, store: SecretsStore, event: RotationEvent, meta: SecretMetadata, env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        store: SecretsStore,
+        event: RotationEvent,
+        meta: SecretMetadata,
+        env: Mapping[str, str],
+        aws_client: Callable[[str], Any] | None = None,
+    ) -> None:
         self.step = event.step
         self.token = event.token
         self.meta = meta
         self.env = env
         self._store = store
+        self._aws_client = aws_client or _aws_client
         self._cache: dict[tuple[str, str | None, str | None], str | None] = {}
 
     @functools.cached_property
@@ -196,6 +206,15 @@ class StepContext:
             raise ConfigurationError(f"{self.step}: the {role} secret has no AWSCURRENT value")
         return text
 
+    def other_secret_tags(self, secret_id: str) -> Mapping[str, str]:
+        """The tags of another secret (DescribeSecret): where the system tags of the secrets
+        RDS and Redshift manage say which database they belong to."""
+        return self._store.describe(secret_id).tags
+
+    def aws_client(self, service: str) -> Any:
+        """A client of another AWS service (read-only look-ups: RDS, Redshift)."""
+        return self._aws_client(service)
+
 
 class Rotation(abc.ABC):
     """What the protocol drives. Database engines get theirs from the strategies
@@ -237,6 +256,14 @@ def _client_factory(endpoint: str | None) -> SecretsManagerClient:
     )
 
 
+def _aws_client(service: str) -> Any:
+    import boto3  # deferred: only the steps that look a database up need it
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=10)
+    return boto3.client(service, config=config)  # type: ignore[call-overload]
+
+
 class RotationFunction:
     """The Lambda handler: `lambda_handler = rotation_handler(PostgresEngine())`.
 
@@ -248,6 +275,10 @@ class RotationFunction:
         self.rotation = rotation
         self._client_factory = client_factory
         self._client: Any = None
+        #: clients of other services (rds, redshift, redshift-serverless), by name;
+        #: tools and tests may replace the factory (the command line gives its own session)
+        self.aws_client_factory: Callable[[str], Any] = _aws_client
+        self._aws_clients: dict[str, Any] = {}
 
     @property
     def client(self) -> SecretsManagerClient:
@@ -256,8 +287,14 @@ class RotationFunction:
         return self._client  # type: ignore[no-any-return]
 
     def reset_client(self) -> None:
-        """Forget the cached client (tests and tools that switch endpoints)."""
+        """Forget the cached clients (tests and tools that switch endpoints)."""
         self._client = None
+        self._aws_clients.clear()
+
+    def aws_client(self, service: str) -> Any:
+        if service not in self._aws_clients:
+            self._aws_clients[service] = self.aws_client_factory(service)
+        return self._aws_clients[service]
 
     def __call__(self, event: object, context: object = None) -> None:
         started = time.perf_counter()
@@ -300,11 +337,11 @@ class RotationFunction:
                 logger.info("version is already AWSCURRENT: nothing to do")
                 return
             logger.info("version is already AWSCURRENT: retrying the rotation's work after the move")
-            self.rotation.already_finished(StepContext(store, event, meta, os.environ))
+            self.rotation.already_finished(StepContext(store, event, meta, os.environ, self.aws_client))
             return
         if PENDING not in stages:
             raise EventError(f"{event.step}: the token's version is not staged AWSPENDING")
-        ctx = StepContext(store, event, meta, os.environ)
+        ctx = StepContext(store, event, meta, os.environ, self.aws_client)
         if event.step == "createSecret":
             self._create(store, event, meta, ctx)
         elif event.step == "setSecret":

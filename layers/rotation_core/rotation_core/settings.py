@@ -27,6 +27,9 @@ ROTATION_STRATEGY = "ROTATION_STRATEGY"
 # TLS and connections.
 DB_CA_BUNDLE = "DB_CA_BUNDLE"
 CONNECT_TIMEOUT = "CONNECT_TIMEOUT"
+# The master credential travels over verified TLS only. An operator (never a secret) may
+# let a master secret's own `"ssl": false` turn TLS off, for a server without TLS.
+ALLOW_PLAINTEXT_MASTER = "ALLOW_PLAINTEXT_MASTER"
 # HTTP providers (API keys): the read timeout of each request, and the time budget of one
 # step for all its provider calls, retries and Retry-After waits included (connecting is
 # bounded by CONNECT_TIMEOUT). The budget stays below the function's 30 s timeout.
@@ -102,6 +105,7 @@ class Settings:
     strategy: Strategy
     connection: ConnectionSettings
     secrets_manager_endpoint: str | None
+    allow_plaintext_master: bool = False
 
 
 def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
@@ -171,6 +175,7 @@ def load(env: Mapping[str, str]) -> Settings:
             connect_timeout=_integer(env, CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, 1, 300),
         ),
         secrets_manager_endpoint=secrets_manager_endpoint(env),
+        allow_plaintext_master=_flag(env, ALLOW_PLAINTEXT_MASTER, default=False),
     )
 
 

@@ -10,18 +10,24 @@ alternating users
     Chosen when the secret has `masterarn` (AWS's field) or ROTATION_STRATEGY says so. The
     master credential creates or updates `<username>_clone`, and each rotation switches the
     secret to the other user, so the credential applications hold keeps working until it
-    is replaced. Before using the master credential, the current credential must log in:
-    whoever can write the rotated secret cannot make the master change a user they do not
-    already control (AWS's confused-deputy check).
+    is replaced. Whoever can write the rotated secret must not be able to steer the master
+    credential, so before the master logs in:
+    - its server comes from the master secret (or the RDS/Redshift API), never from the
+      rotated secret, which must name that same server (rotation_core.targets);
+    - the current credential logs in there (AWS's confused-deputy check);
+    - the other user of the pair, which the master is about to change, is proven to be
+      this secret's (a credential of this secret for it logs in, or the database ties the
+      clone to the original), and the clone holds nothing the original does not.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
-from rotation_core import credentials, passwords
+from rotation_core import credentials, passwords, targets
 from rotation_core import settings as config
 from rotation_core.credentials import DatabaseSecret, Defaults
 from rotation_core.engine import DatabaseEngine
@@ -71,9 +77,9 @@ class DatabaseRotation(Rotation):
 
     # -- connecting ----------------------------------------------------------------
     @contextlib.contextmanager
-    def _session(self, ctx: StepContext, login: DatabaseSecret, role: str) -> Iterator[Any]:
+    def _session(self, ctx: StepContext, login: DatabaseSecret, role: str, *, master: bool = False) -> Iterator[Any]:
         try:
-            conn = self.engine.connect(login, ctx.settings.connection)
+            conn = self.engine.connect(login, ctx.settings.connection, master=master)
         except AuthenticationError as exc:
             raise AuthenticationError(f"{ctx.step}: the {role} credential could not log in: {exc}") from None
         try:
@@ -168,25 +174,102 @@ class DatabaseRotation(Rotation):
             )
         if not current.masterarn:
             raise ConfigurationError("setSecret: alternating users need the field 'masterarn' in the current secret")
-        master = credentials.parse_master(ctx.other_secret(current.masterarn, "master"), current, self.engine.defaults)
+        master_secret = credentials.parse_master(
+            ctx.other_secret(current.masterarn, "master"), self.engine.defaults, current.engine
+        )
         original = original_username(current.username)
-        if master.username in (original, original + CLONE_SUFFIX):
+        clone = original + CLONE_SUFFIX
+        if master_secret.username in (original, clone):
             raise ConfigurationError("setSecret: the master secret's user cannot be one of the rotated users")
-        # Confused-deputy check: only a caller who holds a working current credential may
-        # have the master credential change a user's password.
+        # Where the master logs in comes from the master secret (or RDS/Redshift), and the
+        # rotated secret must name that server: it cannot send the master anywhere else.
+        master = targets.master_login(ctx, current.masterarn, master_secret, current, self.engine.defaults)
+        # Confused-deputy check: only a caller who holds a working current credential, on
+        # the master's own server, may have the master credential change a user's password.
         probe = self._logs_in(ctx, current, "current")
         if probe is None:
             raise AuthenticationError(
                 "setSecret: the current credential could not log in; refusing to use the master credential"
             )
         probe.close()
-        clone = original + CLONE_SUFFIX
-        with self._session(ctx, master, "master") as conn:
+        with self._session(ctx, master, "master", master=True) as conn:
+            self._check_pair(ctx, conn, current, pending)
             if pending.username == clone:
                 self.engine.sync_clone(conn, original, clone, pending.password)
             else:
                 self.engine.set_password(conn, original, pending.password)
                 self.engine.sync_clone(conn, original, clone, None)
+
+    def _check_pair(self, ctx: StepContext, conn: Any, current: DatabaseSecret, pending: DatabaseSecret) -> None:
+        """Before the master changes the other user of the pair (pending.username), prove
+        that this secret controls it. Read-only; raises with nothing changed.
+
+        Whoever writes the rotated secret controls the current user (the login above
+        proved it), not necessarily the other one: `"username": "victim_clone"` with a
+        login of one's own named so would have the master reset `victim`; and a
+        `<user>_clone` that someone else made SUPERUSER would have its password handed to
+        whoever reads this secret. The other user is this secret's when:
+        - it is the clone, and the database says it is the original's, holding nothing the
+          original does not (PostgreSQL: a member of the original role; MySQL and Redshift,
+          which have no such tie: no global privilege, role or group beyond the original's);
+          or it does not exist yet (the master creates it from the original);
+        - or a credential of this secret for it logs in: the one AWSPREVIOUS holds (the
+          normal case: the user the previous rotation moved away from), the pending one
+          (setSecret run again), or an abandoned rotation's (the failure path).
+        """
+        original = original_username(current.username)
+        clone = original + CLONE_SUFFIX
+        standing = self.engine.alternate_standing(conn, original, clone)
+        if pending.username == clone:
+            if standing is None:
+                return
+            if standing.related is not False and not standing.beyond:
+                return
+        if self._controls(ctx, current, pending):
+            return
+        if pending.username == clone and standing is not None and standing.beyond:
+            raise ConfigurationError(
+                f"setSecret: the alternate user '<username>{CLONE_SUFFIX}' holds what the user does not "
+                f"({', '.join(standing.beyond)}) and no credential of this secret for it logs in; the rotation "
+                "would hand it to whoever reads this secret. Revoke those from it, or drop it so that the "
+                "rotation creates it again"
+            )
+        raise ConfigurationError(
+            "setSecret: the other user of the pair is not proven to be this secret's: "
+            + ("the database does not tie it to the user, and " if pending.username == clone else "")
+            + "neither the credential this secret's AWSPREVIOUS version holds for it nor the pending one logs in; "
+            "refusing to let the master change it. If the pair is really this secret's, put the other user's "
+            "working credential in the secret (as AWSCURRENT) and rotate again"
+        )
+
+    def _controls(self, ctx: StepContext, current: DatabaseSecret, pending: DatabaseSecret) -> bool:
+        """Whether a credential of this secret for pending.username logs in, on the current
+        (that is, the master's) server, whatever host an earlier version names: AWSPREVIOUS,
+        the pending one, or (failure path) an abandoned rotation's unlabelled version."""
+        if self._logs_in_as_other(ctx, current, pending.username, ctx.previous(), "previous"):
+            return True
+        conn = self._logs_in(ctx, pending, "pending")
+        if conn is not None:
+            conn.close()
+            return True
+        return any(self._logs_in_as_other(ctx, current, pending.username, text, "earlier") for text in ctx.abandoned())
+
+    def _logs_in_as_other(
+        self, ctx: StepContext, current: DatabaseSecret, username: str, text: str | None, role: str
+    ) -> bool:
+        if text is None:
+            return False
+        try:
+            version = self._parse(text, role)
+        except ConfigurationError:
+            return False
+        if version.username != username:
+            return False
+        conn = self._logs_in(ctx, replace(current, username=username, password=version.password), role)
+        if conn is None:
+            return False
+        conn.close()
+        return True
 
     def test(self, ctx: StepContext) -> None:
         pending = self._parse(ctx.pending(), "pending")
