@@ -4,11 +4,20 @@ Logs are JSON with the ClientRequestToken as correlation id; metrics are CloudWa
 (one success or failure count per step, and the step's duration, by engine and step).
 Nothing here ever receives a secret value. The tracer is imported only when tracing is
 turned on (POWERTOOLS_TRACE_DISABLED=false), so it costs nothing otherwise.
+
+The AWS SDK's loggers are capped at WARNING, whatever level the function logs at. At DEBUG,
+botocore logs every request and response body: "Making request for ... with params"
+(botocore.endpoint) and "Response body" (botocore.parsers), that is every GetSecretValue
+reply (the current, pending, master and admin secrets) and every PutSecretValue request
+(the new password, the RotationToken). Lambda's runtime sets the ROOT logger's level from
+AWS_LAMBDA_LOG_LEVEL (awslambdaric bootstrap, before it imports the handler) and botocore
+leaves its own loggers at NOTSET, so without the cap a DEBUG function would log them all.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +32,39 @@ metrics = Metrics(
     namespace=os.environ.get(settings.POWERTOOLS_METRICS_NAMESPACE, settings.DEFAULT_METRICS_NAMESPACE),
     service=os.environ.get(settings.POWERTOOLS_SERVICE_NAME, settings.DEFAULT_SERVICE_NAME),
 )
+
+#: The loggers of the AWS SDK and its HTTP stack, and the most they may log.
+LIBRARY_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
+LIBRARY_LOG_LEVEL = logging.WARNING
+
+
+def cap_library_loggers() -> None:
+    """Raise the SDK's loggers to WARNING (or keep a higher level already set), and any of
+    their child loggers that has a level of its own below it.
+
+    The level is set on the named loggers themselves, so neither the root logger's level
+    (AWS_LAMBDA_LOG_LEVEL, logging.basicConfig) nor POWERTOOLS_LOG_LEVEL lowers it: a logger
+    with a level of its own never looks at its parents'. botocore, boto3, s3transfer and
+    urllib3 set no level on any logger of theirs; only their opt-in helpers do
+    (boto3.set_stream_logger, botocore's Session.set_stream_logger and set_file_logger,
+    urllib3.add_stderr_logger), which this project never calls. Imports nothing: the
+    loggers exist before the libraries do, and the libraries only ever get them by name.
+    """
+    prefixes = tuple(f"{name}." for name in LIBRARY_LOGGERS)
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        if library.level < LIBRARY_LOG_LEVEL:  # NOTSET (0) included
+            library.setLevel(LIBRARY_LOG_LEVEL)
+    for name, child in list(logging.Logger.manager.loggerDict.items()):
+        if (
+            name.startswith(prefixes)
+            and isinstance(child, logging.Logger)
+            and logging.NOTSET < child.level < LIBRARY_LOG_LEVEL
+        ):
+            child.setLevel(LIBRARY_LOG_LEVEL)
+
+
+cap_library_loggers()
 
 _tracer: list[Any] = []  # [Tracer] once created, [None] when the X-Ray SDK is missing
 
