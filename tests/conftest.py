@@ -1,13 +1,15 @@
 """Test session set-up: fake AWS credentials, moto's Secrets Manager server, the real
-database servers, and the scan of every captured log line for generated secrets."""
+database servers, and the scan of every output of every test for generated secrets (a
+leak fails the test whose output holds it)."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
+import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pytest
@@ -26,6 +28,7 @@ os.environ.update(
 os.environ.pop("AWS_PROFILE", None)
 
 from rotation_core import passwords
+from rotation_core.protocol import RotationFunction
 from tests.engines import DatabaseHarness, MySQLHarness, PostgresHarness, Target
 from tests.support import driver, leaks
 from tests.support.servers import mariadb_from_env_or_start, postgres_from_env_or_start
@@ -59,25 +62,146 @@ def _remember_verifiers() -> None:
 
 _remember_verifiers()
 
-_captured: list[str] = []
+
+# -- every output of the session is scanned for them; a leak fails the test it happened in --
+# Scanned: each test's captured stdout, stderr and log sections (setup, call, teardown), its
+# failure report, what it read itself with capsys/capfd.readouterr(), and the stdout and
+# stderr of the subprocesses it ran with pipes (subprocess.run, check_output, communicate).
+# A child that inherits the test's stdout/stderr writes into pytest's fd-level capture, so
+# its output is in the captured sections (or in capfd.readouterr()) already.
+_SCANNED_SECTIONS = pytest.StashKey[int]()
+_LEAKED = pytest.StashKey[bool]()
+_rotation_steps = [0]  # handler invocations in this process: a session with none may scan nothing
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    _captured.extend(content for _, content in report.sections)
-    if report.longrepr is not None:
-        _captured.append(str(report.longrepr))
+def _leak_message(when: str, findings: list[leaks.Finding]) -> str:
+    lines = "\n".join(f"  - {finding}" for finding in findings)
+    return (
+        f"SECRET LEAK during {when}: output of this test holds generated secret values "
+        f"(kinds and forms below; the values are redacted from this report):\n{lines}"
+    )
+
+
+def _check_report(report: pytest.TestReport | pytest.CollectReport, stash: pytest.Stash, when: str) -> None:
+    """Scan what this report adds (its new captured sections, its failure text) with what
+    the phase's readouterr() and subprocesses added, and fail the report on a leak."""
+    start = stash.get(_SCANNED_SECTIONS, 0)
+    for title, content in report.sections[start:]:
+        leaks.observe(content, title, "captured sections")
+    stash[_SCANNED_SECTIONS] = len(report.sections)
+    failure = str(report.longrepr) if report.failed and report.longrepr is not None else ""
+    if failure:
+        leaks.observe(failure, "the failure report", "failure reports")
+    findings = leaks.take_findings()
+    if findings:
+        stash[_LEAKED] = True
+    if not stash.get(_LEAKED, False):
+        return
+    # Redact, so that the terminal, the JUnit XML and CI logs never show a value.
+    report.sections = [(title, leaks.redact(content)) for title, content in report.sections]
+    if findings:
+        message = _leak_message(when, findings)
+        report.longrepr = f"{leaks.redact(failure)}\n\n{message}" if failure else message
+        report.outcome = "failed"
+        if hasattr(report, "wasxfail"):  # an expected failure must not hide a leak
+            del report.wasxfail
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: after skipping's xfail handling
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
+    _check_report(report, item.stash, call.when)
+    return report
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: after capture adds its sections
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report: pytest.CollectReport = yield
+    _check_report(report, collector.stash, "collection")
+    return report
+
+
+def _scan_readouterr() -> None:
+    """Output a test reads with capsys/capfd.readouterr() never reaches its report: scan it."""
+    original = pytest.CaptureFixture.readouterr
+
+    def readouterr(self: pytest.CaptureFixture[Any]) -> Any:
+        result = original(self)
+        leaks.observe(result.out, "stdout read with readouterr()", "read by capsys/capfd")
+        leaks.observe(result.err, "stderr read with readouterr()", "read by capsys/capfd")
+        return result
+
+    pytest.CaptureFixture.readouterr = readouterr  # type: ignore[method-assign]
+
+
+_scan_readouterr()
+
+
+def _scan_subprocess_output() -> None:
+    """What a child writes into a pipe (subprocess.run(capture_output=True), check_output,
+    Popen.communicate) never reaches pytest's capture: scan it (and a timeout's partial output)."""
+    original = subprocess.Popen.communicate
+
+    def communicate(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        program = os.path.basename(str(self.args[0] if isinstance(self.args, list | tuple) else self.args).split()[0])
+        try:
+            out, err = original(self, *args, **kwargs)
+        except subprocess.TimeoutExpired as exc:
+            leaks.observe(exc.stdout, f"stdout of subprocess {program}", "subprocess output")
+            leaks.observe(exc.stderr, f"stderr of subprocess {program}", "subprocess output")
+            raise
+        leaks.observe(out, f"stdout of subprocess {program}", "subprocess output")
+        leaks.observe(err, f"stderr of subprocess {program}", "subprocess output")
+        return out, err
+
+    subprocess.Popen.communicate = communicate  # type: ignore[method-assign]
+
+
+_scan_subprocess_output()
+
+
+def _count_rotation_steps() -> None:
+    original = RotationFunction.__call__
+
+    def call(self: RotationFunction, event: object, context: object = None) -> None:
+        _rotation_steps[0] += 1
+        original(self, event, context)
+
+    RotationFunction.__call__ = call  # type: ignore[method-assign]
+
+
+_count_rotation_steps()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    found = leaks.find("\n".join(_captured))
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    scanned = leaks.scanned()
+    total = sum(scanned.values())
+    detail = ", ".join(f"{number} {source}" for source, number in sorted(scanned.items()))
+    problems = []
+    stray = leaks.take_findings()  # observed after the last test's report: attributed to no test
+    if stray:
+        problems.append(_leak_message("the session, outside any test", stray))
+    steps = _rotation_steps[0]
+    if steps and session.config.getoption("capture") == "no":
+        problems.append(
+            f"SECRET-LEAK SCAN INCOMPLETE: capture is off (-s, --capture=no), so the stdout of {steps} "
+            "rotation steps (the function's logs) went to the terminal unscanned"
+        )
+    if steps and not total:
+        problems.append(f"SECRET-LEAK SCAN SAW NOTHING: {steps} rotation steps ran but no output was scanned")
     if reporter is not None:
         reporter.write_line(
-            f"secret-leak scan: {len(_captured)} captured outputs checked against {leaks.count()} generated values"
+            f"secret-leak scan: {total} captured outputs checked ({detail or 'none'}) against "
+            f"{leaks.count()} generated values in {leaks.forms()} encoded forms"
         )
-    if found:
-        if reporter is not None:
-            reporter.write_line(f"SECRET LEAK: captured output contains generated values of kind(s): {found}")
+        for problem in problems:
+            reporter.write_line(problem)
+    if problems:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
