@@ -147,7 +147,8 @@ def _scan_subprocess_output() -> None:
     original = subprocess.Popen.communicate
 
     def communicate(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        program = os.path.basename(str(self.args[0] if isinstance(self.args, list | tuple) else self.args).split()[0])
+        command = self.args if isinstance(self.args, list | tuple) else str(self.args).split()
+        program = os.path.basename(str(command[0])) if command else "?"  # its name only: never an argument
         try:
             out, err = original(self, *args, **kwargs)
         except subprocess.TimeoutExpired as exc:
