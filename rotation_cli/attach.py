@@ -15,6 +15,7 @@ from typing import Any
 
 from rotation_cli.aws import Aws, parse_arn
 from rotation_cli.driver import CURRENT, PENDING, DriverError, lift_pending_from_current
+from rotation_cli.errors import UsageError
 from rotation_cli.function_check import FunctionCheck, check_function
 from rotation_cli.schedule import Schedule
 
@@ -54,7 +55,7 @@ def _emulator_days(schedule: Schedule) -> int:
 def attach(aws: Aws, secret_id: str, function_arn: str, schedule: Schedule, *, rotate_now: bool) -> AttachOutcome:
     parts = parse_arn(function_arn)
     if parts.get("service") != "lambda" or not parts.get("resource", "").startswith("function:"):
-        raise DriverError("--function must be a Lambda function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME)")
+        raise UsageError("--function must be a Lambda function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME)")
     client = aws.secretsmanager
     described = client.describe_secret(SecretId=secret_id)
     arn = str(described["ARN"])

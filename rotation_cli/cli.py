@@ -3,7 +3,9 @@
 Commands: rotate, status, recover, attach, events. Each prints what it does, step by
 step, with durations and results; --json prints one JSON document instead. Exit codes:
 0 success (or a healthy secret), 1 the rotation failed / problems were found / the
-command refused to act, 2 bad arguments or an error reaching AWS.
+command refused to act, 2 bad arguments (options, endpoints, configuration, missing
+credentials or region) or an error reaching AWS, 130 interrupted (Ctrl-C). A user
+mistake is one line on stderr, never a traceback, and is found before anything changes.
 """
 
 from __future__ import annotations
@@ -11,16 +13,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import re
+import shlex
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from rotation_cli import paths
-from rotation_cli.aws import Aws, error_message
+from rotation_cli.aws import Aws, error_code, error_message
 from rotation_cli.driver import (
+    CURRENT,
     DEFAULT_ATTEMPTS,
     DEFAULT_RETRY_DELAY,
     STEPS,
@@ -30,9 +35,16 @@ from rotation_cli.driver import (
     bind,
     describe_error,
 )
+from rotation_cli.errors import UsageError
 from rotation_cli.schedule import ScheduleError
 
-OK, FAILED, USAGE = 0, 1, 2
+OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
+DEFAULT_TIMEOUT, DEFAULT_POLL, DEFAULT_MAX_FAILURES = 300.0, 2.0, 3
+NO_CREDENTIALS = (
+    "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (or pass --profile); "
+    "an emulator accepts any values"
+)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class Output:
@@ -60,19 +72,17 @@ class Output:
             self.stream.flush()
 
 
-def _short(version: str | None) -> str:
-    return version or "-"
-
-
 @contextlib.contextmanager
 def _environment(pairs: Sequence[str]) -> Iterator[None]:
     """--env KEY=VALUE: the function's environment variables (as Lambda would set them)."""
     saved: dict[str, str | None] = {}
+    for pair in pairs:
+        key, sep, _ = pair.partition("=")
+        if not sep or not _ENV_NAME.match(key):
+            raise UsageError(f"--env takes KEY=VALUE with KEY a variable name, not '{key or pair}'")
     try:
         for pair in pairs:
-            key, sep, value = pair.partition("=")
-            if not sep or not key:
-                raise DriverError(f"--env takes KEY=VALUE, not '{pair}'")
+            key, _, value = pair.partition("=")
             saved.setdefault(key, os.environ.get(key))
             os.environ[key] = value
         yield
@@ -85,7 +95,9 @@ def _environment(pairs: Sequence[str]) -> Iterator[None]:
 
 
 def _aws(args: argparse.Namespace) -> Aws:
-    return Aws.from_options(args.endpoint_url, args.region, args.profile, args.emulator)
+    return Aws.from_options(
+        args.endpoint_url, args.region, args.profile, args.emulator, secret_id=getattr(args, "secret", None)
+    )
 
 
 def _handler(engine: str) -> Any:
@@ -93,24 +105,77 @@ def _handler(engine: str) -> Any:
     return module.lambda_handler
 
 
-def _guess_engine(client: Any, arn: str) -> str | None:
-    """The function whose engine accepts the secret's "engine" field (postgres, mysql, ...)."""
+# -- commands the output suggests: printed so that they run as printed ----------------------------
+def _program() -> str:
+    """bin/rotate, as it can be typed from here."""
+    launcher = paths.ROOT / "bin" / "rotate"
+    with contextlib.suppress(OSError, ValueError):
+        if Path.cwd().resolve() == paths.ROOT:
+            return "bin/rotate"
+    return str(launcher)
+
+
+def command(aws: Aws, args: argparse.Namespace, *words: str, with_env: bool = False) -> str:
+    """A full command line reaching the same account and endpoint, with the same --env."""
+    parts = [_program(), *words, *aws.option_args()]
+    if with_env:
+        for pair in getattr(args, "env", []):
+            parts += ["--env", pair]
+    return " ".join(shlex.quote(part) for part in parts)
+
+
+def _engine_of(text: str | None, arn: str) -> str | None:
+    """The function whose own parsing accepts the secret: for a database, the one whose
+    engine accepts the secret's "engine" field; else one whose secret parser accepts it."""
+    from rotation_cli.preflight import secret_parser
+
     try:
-        doc = json.loads(client.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")["SecretString"])
-    except Exception:  # noqa: BLE001 - no guess then
+        doc = json.loads(text or "")
+    except ValueError:
         return None
-    wanted = doc.get("engine") if isinstance(doc, dict) else None
-    if not isinstance(wanted, str):
+    if not isinstance(doc, dict):
         return None
+    wanted = doc.get("engine")
+    others = []
     for name in paths.engines():
         try:
             handler = _handler(name)
         except Exception:  # noqa: BLE001, S112 - a function that does not load is not a candidate
             continue
-        defaults = getattr(getattr(getattr(handler, "rotation", None), "engine", None), "defaults", None)
-        if defaults is not None and wanted in getattr(defaults, "engines", ()):
-            return name
+        rotation = getattr(handler, "rotation", None)
+        defaults = getattr(getattr(rotation, "engine", None), "defaults", None)
+        if defaults is not None:
+            if isinstance(wanted, str) and wanted in getattr(defaults, "engines", ()):
+                return name
+        elif rotation is not None:
+            others.append((name, rotation))
+    if wanted is not None:
+        return None
+    for name, rotation in others:
+        parse = secret_parser(rotation)
+        if parse is None:
+            continue
+        try:
+            parse(text or "", "current", arn)
+        except Exception:  # noqa: BLE001, S112 - not this function's secret
+            continue
+        return name
     return None
+
+
+def _guess_engine(client: Any, arn: str) -> str | None:
+    try:
+        text = client.get_secret_value(SecretId=arn, VersionStage=CURRENT)["SecretString"]
+    except Exception:  # noqa: BLE001 - no guess then
+        return None
+    return _engine_of(text, arn)
+
+
+def _no_engine_error() -> UsageError:
+    return UsageError(
+        "cannot tell which function rotates this secret (its 'engine' field names none): "
+        f"pass --engine (one of: {', '.join(paths.engines()) or 'none found'})"
+    )
 
 
 # -- rotate -----------------------------------------------------------------------------------
@@ -125,8 +190,12 @@ def _print_rotation_event(out: Output, kind: str, data: dict[str, Any]) -> None:
         result = "ok" if data["ok"] else "FAILED"
         detail = f"  {data['error']}" if data.get("error") else ""
         out.line(f"    {data['step']:<13} {result:<7}{data['ms']:9.1f} ms{detail}")
+        if data.get("hint"):
+            out.line(f"      hint: {data['hint']}")
     elif kind == "retry":
         out.line(f"  retrying the whole rotation with the same token in {data['delay']:g} s (as the service does)")
+    elif kind == "no-retry":
+        out.line(f"  not retried: a retry cannot fix what made {data['step']} fail")
     elif kind == "stopped":
         out.line(f"  stopped after {data['step']} as asked (--fail-at): the rotation is left unfinished")
     elif kind == "check":
@@ -136,21 +205,25 @@ def _print_rotation_event(out: Output, kind: str, data: dict[str, Any]) -> None:
         out.line(f"    {mark:<6} {data['check']}{detail}")
 
 
-def _rotation_summary(out: Output, outcome: RotationOutcome, name: str) -> int:
+def _rotation_summary(out: Output, outcome: RotationOutcome, hints: dict[str, str]) -> int:
     if outcome.stopped_after is not None:
         out.line(
             f"rotation stopped after {outcome.stopped_after}: AWSPENDING stays on version {outcome.token}, "
-            f"not AWSCURRENT. `status {name}` shows it; `rotate {name} --local` again resumes it; "
-            f"`recover {name}` clears it"
+            "not AWSCURRENT."
         )
+        out.line(f"  see it:    {hints['status']}")
+        out.line(f"  resume it: {hints['resume']}")
+        out.line(f"  clear it:  {hints['recover']}")
         return FAILED
     if not outcome.completed:
         last = outcome.attempts[-1][-1] if outcome.attempts and outcome.attempts[-1] else None
         where = f"{last.step} failed: {last.error}" if last else "no step ran"
-        out.line(
-            f"rotation FAILED after {len(outcome.attempts)} attempt(s): {where}. AWSPENDING stays on version "
-            f"{outcome.token}; fix the cause and run again to resume, or `recover {name}`"
-        )
+        retried = " (not retried: a retry cannot fix it)" if outcome.not_retried else ""
+        out.line(f"rotation FAILED after {len(outcome.attempts)} attempt(s): {where}{retried}")
+        if last is not None and last.hint:
+            out.line(f"  hint: {last.hint}")
+        out.line(f"  AWSPENDING stays on version {outcome.token}. Fix the cause, then resume it: {hints['resume']}")
+        out.line(f"  or clear it: {hints['recover']}")
         return FAILED
     if not outcome.ok:
         out.line("rotation FAILED its final checks (see above)")
@@ -160,41 +233,107 @@ def _rotation_summary(out: Output, outcome: RotationOutcome, name: str) -> int:
     return OK
 
 
+def _check_mode_options(args: argparse.Namespace) -> None:
+    """Options of the other mode do nothing: refuse them rather than ignore them."""
+    local_only = {"--token": args.token, "--fail-at": args.fail_at, "--attempts": args.attempts}
+    local_only["--retry-delay"] = args.retry_delay
+    remote_only = {"--timeout": args.timeout, "--poll": args.poll, "--max-failures": args.max_failures}
+    if args.remote:
+        given = [name for name, value in local_only.items() if value is not None]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)}: only for --local (in remote mode the service chooses the token and retries)"
+            )
+    else:
+        given = [name for name, value in remote_only.items() if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)}: only for --remote (following a rotation the service runs)")
+
+
 def cmd_rotate(args: argparse.Namespace, out: Output) -> int:
+    _check_mode_options(args)
     aws = _aws(args)
     if args.remote:
         return _rotate_remote(args, aws, out)
-    if not args.engine:
-        raise DriverError(f"--local needs --engine (one of: {', '.join(paths.engines()) or 'none found'})")
-    handler = bind(_handler(args.engine), aws.secretsmanager)
-    out.line(f"rotate {args.secret}  (local: function {args.engine}, {aws.describe_target()})")
+    from rotation_cli import preflight
+
+    client = aws.secretsmanager
+    try:
+        described = client.describe_secret(SecretId=args.secret)
+    except Exception as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            raise UsageError(f"secret '{args.secret}' not found ({aws.describe_target()})") from None
+        raise
+    arn = str(described["ARN"])
+    current_text = preflight.read_value(client, arn, VersionStage=CURRENT)
+    engine = args.engine or _engine_of(current_text, arn)
+    if not engine:
+        raise _no_engine_error()
+    handler = bind(_handler(engine), client, aws.client)
+    origin = "" if args.engine else " (from the secret)"
+    out.line(f"rotate {args.secret}  (local: function {engine}{origin}, {aws.describe_target()})")
+    hints = {
+        "resume": command(aws, args, "rotate", args.secret, "--local", "--engine", engine, with_env=True),
+        "recover": command(aws, args, "recover", args.secret, "--engine", engine, with_env=True),
+        "status": command(aws, args, "status", args.secret, "--engine", engine),
+    }
+    checked = preflight.check(handler.rotation, client, described, current_text, os.environ)
+    if checked.checks:
+        out.line(f"  checked before any change: {'; '.join(checked.checks)}")
     rotation = LocalRotation(
         handler,
-        aws.secretsmanager,
+        client,
         emulator=aws.emulator,
-        attempts=args.attempts,
-        retry_delay=args.retry_delay,
+        attempts=args.attempts if args.attempts is not None else DEFAULT_ATTEMPTS,
+        retry_delay=args.retry_delay if args.retry_delay is not None else DEFAULT_RETRY_DELAY,
         function_log=sys.stderr if args.verbose else None,
         listen=lambda kind, data: _print_rotation_event(out, kind, data),
     )
-    outcome = rotation.run(args.secret, token=args.token, fail_at=args.fail_at)
-    code = _rotation_summary(out, outcome, args.secret)
-    out.document({"command": "rotate", "mode": "local", "engine": args.engine, **outcome.as_dict()})
+    try:
+        outcome = rotation.run(arn, token=args.token, fail_at=args.fail_at)
+    except KeyboardInterrupt:
+        return _interrupted(out, rotation, hints)
+    code = _rotation_summary(out, outcome, hints)
+    doc: dict[str, Any] = {"command": "rotate", "mode": "local", "engine": engine, **outcome.as_dict()}
+    if code != OK and not outcome.completed:
+        doc.update(resume_command=hints["resume"], recover_command=hints["recover"])
+    out.document(doc)
     return code
+
+
+def _interrupted(out: Output, rotation: LocalRotation, hints: dict[str, str]) -> int:
+    """Ctrl-C: where the rotation stopped, and the commands that resume or clear it."""
+    where = rotation.where()
+    lines = [f"interrupted {where}"]
+    doc: dict[str, Any] = {"command": "rotate", "ok": False, "interrupted": True, "where": where}
+    if rotation.phase[0] == "not started":
+        lines.append("nothing was changed")
+    elif rotation.finished:
+        lines.append(f"see it: {hints['status']}")
+    else:
+        lines += [f"resume it: {hints['resume']}", f"or clear it: {hints['recover']}", f"see it: {hints['status']}"]
+        doc.update(token=rotation.token, resume_command=hints["resume"], recover_command=hints["recover"])
+    if out.json_mode:
+        out.document(doc)
+    else:
+        for line in lines:
+            sys.stderr.write(line + "\n")
+    return INTERRUPTED
 
 
 def _rotate_remote(args: argparse.Namespace, aws: Aws, out: Output) -> int:
     from rotation_cli import remote
 
-    if args.fail_at or args.token:
-        raise DriverError("--fail-at and --token are for --local: in remote mode the service chooses the token")
-    rotation = bind(_handler(args.engine), aws.secretsmanager).rotation if args.engine else None
+    timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT
+    poll = args.poll if args.poll is not None else DEFAULT_POLL
+    max_failures = args.max_failures if args.max_failures is not None else DEFAULT_MAX_FAILURES
+    rotation = bind(_handler(args.engine), aws.secretsmanager, aws.client).rotation if args.engine else None
     out.line(f"rotate {args.secret}  (remote: Secrets Manager invokes the deployed function; {aws.describe_target()})")
 
     def listen(kind: str, data: dict[str, Any]) -> None:
         if kind == "started":
             out.line(f"  {data['text']}")
-            out.line(f"  following version {data['token']} (timeout {args.timeout:g} s)")
+            out.line(f"  following version {data['token']} (timeout {timeout:g} s)")
         elif kind == "log":
             step = data.get("step") or "-"
             text = data.get("message") or ""
@@ -211,11 +350,12 @@ def _rotate_remote(args: argparse.Namespace, aws: Aws, out: Output) -> int:
     outcome = remote.follow(
         aws,
         outcome,
-        timeout=args.timeout,
-        poll=args.poll,
-        max_failures=args.max_failures,
+        timeout=timeout,
+        poll=poll,
+        max_failures=max_failures,
         rotation=rotation,
         listen=listen,
+        function_log=sys.stderr if args.verbose else None,
     )
     if outcome.log_note:
         out.line(f"  note: {outcome.log_note}")
@@ -265,12 +405,15 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
 
     aws = _aws(args)
     result = inspect.gather(aws, args.secret, engine_hint=args.engine, with_function=not args.no_function_check)
-    if result.stuck() and not args.engine:
-        guessed = _guess_engine(aws.secretsmanager, result.arn)
-        if guessed:
-            result.findings.clear()
-            described = aws.secretsmanager.describe_secret(SecretId=result.arn)
-            inspect.diagnose(result, described, guessed)
+    if result.stuck():
+        engine = args.engine or _guess_engine(aws.secretsmanager, result.arn)
+        resume = command(aws, args, "rotate", args.secret, "--local", "--engine", engine or "ENGINE")
+        recover = command(aws, args, "recover", args.secret, *(["--engine", engine] if engine else []))
+        if not engine:
+            resume += f" (ENGINE: the function that rotates it, one of {', '.join(paths.engines())})"
+        result.findings.clear()
+        described = aws.secretsmanager.describe_secret(SecretId=result.arn)
+        inspect.diagnose(result, described, engine, commands={"resume": resume, "recover": recover})
     out.line(f"secret     {result.name}")
     out.line(f"arn        {result.arn}")
     rules = result.rules
@@ -311,11 +454,12 @@ def cmd_recover(args: argparse.Namespace, out: Output) -> int:
     arn = str(client.describe_secret(SecretId=args.secret)["ARN"])
     engine = args.engine or _guess_engine(client, arn)
     handler = _handler(engine) if engine else None
-    rotation = bind(handler, client).rotation if handler is not None else None
+    rotation = bind(handler, client, aws.client).rotation if handler is not None else None
+    function_log = sys.stderr if args.verbose else None
     out.line(f"recover {args.secret}  ({'apply' if args.apply else 'dry run'}; {aws.describe_target()})")
     if engine:
         out.line(f"  credentials are tried with the {engine} function's testSecret logic")
-    plan = recover.plan(client, arn, rotation)
+    plan = recover.plan(client, arn, rotation, function_log=function_log)
     for role, probe in plan.probes.items():
         user = f" (user {probe.username})" if probe.username else ""
         out.line(f"  {role:<9} version {probe.version}{user}: {probe.verdict.value.upper()}  {probe.detail}")
@@ -331,12 +475,14 @@ def cmd_recover(args: argparse.Namespace, out: Output) -> int:
         for note in plan.notes:
             out.line(f"  note: {note}")
         if args.apply:
-            recover.apply(client, plan, handler)
+            recover.apply(client, plan, handler, aws.client, function_log=function_log)
             for done in plan.done:
                 out.line(f"  done: {done}")
         else:
             out.line(f"  plan: {plan.describe_action()}")
-            out.line("  dry run: nothing was changed; run again with --apply to do it")
+            engine_args = ["--engine", engine] if engine else []
+            apply = command(aws, args, "recover", args.secret, "--apply", *engine_args, with_env=True)
+            out.line(f"  dry run: nothing was changed; run again with --apply to do it: {apply}")
     out.document({"command": "recover", "engine": engine, **plan.as_dict()})
     return code
 
@@ -395,7 +541,7 @@ def cmd_events(args: argparse.Namespace, out: Output) -> int:
     from rotation_cli.events import write_events
 
     if args.out is None and not args.engine:
-        raise DriverError("give --engine (events go to events/<engine>/) or --out DIR")
+        raise UsageError("give --engine (events go to events/<engine>/) or --out DIR")
     out_dir = Path(args.out) if args.out else Path("events") / args.engine
     token, files, notes = write_events(args.secret, args.token, out_dir)
     out.line(f"events for {args.secret}, ClientRequestToken {token}")
@@ -425,15 +571,43 @@ def _logical_id_hint(engine: str) -> str:
 
 
 # -- parsing ------------------------------------------------------------------------------------
-def _common() -> argparse.ArgumentParser:
+def _whole(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {value}")
+        return value
+
+    return parse
+
+
+def _seconds(*, zero: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"must be {'0' if zero else 'more than 0'} seconds or more, not {text}")
+        return value
+
+    return parse
+
+
+def _aws_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("output and AWS")
     group.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
-    group.add_argument("--region", help="AWS region (default: the profile's or AWS_DEFAULT_REGION)")
+    group.add_argument(
+        "--region", help="AWS region (default: the profile's, AWS_DEFAULT_REGION, AWS_REGION, or the secret ARN's)"
+    )
     group.add_argument("--profile", help="AWS profile (default: the standard credential chain)")
     group.add_argument(
         "--endpoint-url",
-        help="Secrets Manager endpoint, e.g. moto's server http://127.0.0.1:5000 "
+        help="Secrets Manager endpoint, e.g. moto's server http://127.0.0.1:5000; plain http only to this machine "
         "(default: AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL, SECRETS_MANAGER_ENDPOINT)",
     )
     emulator = group.add_mutually_exclusive_group()
@@ -443,15 +617,22 @@ def _common() -> argparse.ArgumentParser:
         action="store_const",
         const=True,
         default=None,
-        help="the endpoint is moto's server (default: any endpoint that is not an AWS host)",
+        help="the endpoint is an emulator (moto's server); default: only an endpoint on this machine is one",
     )
     emulator.add_argument(
         "--no-emulator",
         dest="emulator",
         action="store_const",
         const=False,
-        help="the endpoint is the real service (an AWS VPC endpoint or proxy, say)",
+        help="the endpoint is the real service, even on this machine (a tunnel or proxy to AWS)",
     )
+    return common
+
+
+def _function_options() -> argparse.ArgumentParser:
+    """For the commands that run the function's code here."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("the function's code, run here")
     group.add_argument("--verbose", "-v", action="store_true", help="show the function's own logs (on stderr)")
     group.add_argument(
         "--env",
@@ -463,15 +644,44 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def _follow_options(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--timeout", type=float, default=300.0, help=f"seconds to wait for {what} (default 300)")
-    parser.add_argument("--poll", type=float, default=2.0, help="seconds between looks at the secret (default 2)")
+def _json_option() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
+    return common
+
+
+def _follow_options(parser: argparse.ArgumentParser, what: str, *, defaults: bool) -> None:
+    """--timeout, --poll, --max-failures; without defaults (None) where they belong to one mode."""
+    parser.add_argument(
+        "--timeout",
+        type=_seconds(zero=False),
+        default=DEFAULT_TIMEOUT if defaults else None,
+        help=f"seconds to wait for {what} (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--poll",
+        type=_seconds(zero=False),
+        default=DEFAULT_POLL if defaults else None,
+        help=f"seconds between looks at the secret (default {DEFAULT_POLL:g})",
+    )
     parser.add_argument(
         "--max-failures",
-        type=int,
-        default=3,
-        help="stop waiting after this many failed steps in the function's logs (default 3; 0: never)",
+        type=_whole(0),
+        default=DEFAULT_MAX_FAILURES if defaults else None,
+        help=f"stop waiting after this many failed steps in the function's logs (default {DEFAULT_MAX_FAILURES}; "
+        "0: never)",
     )
+
+
+def version() -> str:
+    """The project's version (pyproject.toml, the one place it is written)."""
+    import tomllib
+
+    try:
+        with (paths.ROOT / "pyproject.toml").open("rb") as handle:
+            return str(tomllib.load(handle)["project"]["version"])
+    except (OSError, KeyError, ValueError):
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -479,19 +689,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rotate",
         description="Rotate, inspect and repair AWS Secrets Manager rotations (functions: " + engines + ").",
+        epilog="Exit codes: 0 success or healthy; 1 the rotation failed, problems were found or the command "
+        "refused to act; 2 bad arguments or an AWS error; 130 interrupted.",
     )
+    parser.add_argument("--version", action="version", version=f"rotate {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = _common()
+    aws_options, function_options = _aws_options(), _function_options()
 
     rotate = commands.add_parser(
-        "rotate", parents=[common], help="run a full rotation now", description="Run a full rotation of a secret now."
+        "rotate",
+        parents=[aws_options, function_options],
+        help="run a full rotation now",
+        description="Run a full rotation of a secret now.",
     )
     rotate.add_argument("secret", help="secret name or ARN")
     mode = rotate.add_mutually_exclusive_group(required=True)
     mode.add_argument("--local", action="store_true", help="run the function's code here, as Secrets Manager would")
     mode.add_argument("--remote", action="store_true", help="ask Secrets Manager to rotate, then follow it")
     rotate.add_argument(
-        "--engine", help=f"the function to run (local) or to verify the result with (remote): {engines}"
+        "--engine",
+        help=f"the function to run (local; default: the one the secret's 'engine' field names) or to verify the "
+        f"result with (remote): {engines}",
     )
     rotate.add_argument("--token", help="ClientRequestToken of the new version (local; default: a new UUID)")
     rotate.add_argument(
@@ -501,22 +719,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument(
         "--attempts",
-        type=int,
-        default=DEFAULT_ATTEMPTS,
-        help=f"attempts at the whole rotation when a step fails (local; default {DEFAULT_ATTEMPTS})",
+        type=_whole(1),
+        help=f"attempts at the whole rotation when a step fails in a way a retry can cure (local; default "
+        f"{DEFAULT_ATTEMPTS})",
     )
     rotate.add_argument(
         "--retry-delay",
-        type=float,
-        default=DEFAULT_RETRY_DELAY,
+        type=_seconds(zero=True),
         help=f"seconds between attempts (local; default {DEFAULT_RETRY_DELAY:g})",
     )
-    _follow_options(rotate, "the rotation (remote)")
+    _follow_options(rotate, "the rotation (remote)", defaults=False)
     rotate.set_defaults(run=cmd_rotate)
 
     status = commands.add_parser(
         "status",
-        parents=[common],
+        parents=[aws_options],
         help="show versions, schedule and function, and diagnose",
         description="Show a secret's versions, stages, rotation schedule and function, and what is wrong.",
     )
@@ -527,7 +744,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     recover = commands.add_parser(
         "recover",
-        parents=[common],
+        parents=[aws_options, function_options],
         help="clear a stuck rotation safely (dry run unless --apply)",
         description="Clear an unfinished rotation without losing the only working credential.",
     )
@@ -538,7 +755,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     attach = commands.add_parser(
         "attach",
-        parents=[common],
+        parents=[aws_options],
         help="attach a deployed rotation function to a secret",
         description="Validate the schedule and the function, then enable rotation (RotateSecret).",
     )
@@ -550,14 +767,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-rotate-now", action="store_true", help="wait for the first window (RotateImmediately=false)"
     )
     attach.add_argument("--no-wait", action="store_true", help="do not follow the first rotation")
-    _follow_options(attach, "the first rotation")
+    _follow_options(attach, "the first rotation", defaults=True)
     attach.set_defaults(run=cmd_attach)
 
     events = commands.add_parser(
         "events",
-        parents=[common],
+        parents=[_json_option()],
         help="write the four step events for `sam local invoke -e`",
-        description="Write createSecret.json ... finishSecret.json for a secret and token.",
+        description="Write createSecret.json ... finishSecret.json for a secret and token (no AWS call).",
     )
     events.add_argument("secret", metavar="SECRET_ARN", help="the secret's ARN (what the service sends)")
     events.add_argument("--token", help="ClientRequestToken: the AWSPENDING version's id (default: a new UUID)")
@@ -569,27 +786,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, stream: TextIO | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) or a bad argument (2, already printed)
+        return exc.code if isinstance(exc.code, int) else USAGE
     out = Output(stream if stream is not None else sys.stdout, args.json)
     try:
-        with _environment(args.env):
+        with _environment(getattr(args, "env", [])):
             return int(args.run(args, out))
-    except ScheduleError as exc:
-        return _fail(out, f"invalid schedule: {exc}", USAGE)
-    except (DriverError, paths.FunctionNotFoundError) as exc:
-        return _fail(out, str(exc), FAILED if isinstance(exc, DriverError) else USAGE)
+    except KeyboardInterrupt:
+        return _fail(out, "interrupted (Ctrl-C)", INTERRUPTED)
     except Exception as exc:
-        from botocore.exceptions import BotoCoreError, ClientError
+        known = _known_failure(exc)
+        if known is None:
+            raise
+        return _fail(out, *known)
 
-        if isinstance(exc, ClientError):
-            return _fail(out, error_message(exc), USAGE)
-        if isinstance(exc, BotoCoreError):
-            return _fail(out, f"{type(exc).__name__}: {exc}", USAGE)
-        from rotation_core import RotationError
 
-        if isinstance(exc, RotationError):
-            return _fail(out, describe_error(exc), FAILED)
-        raise
+def _known_failure(exc: Exception) -> tuple[str, int] | None:  # noqa: PLR0911 - one return per kind
+    """(one line, exit code) for the errors a user can meet; None for a bug (traceback)."""
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+
+    from rotation_core import RotationError
+
+    if isinstance(exc, UsageError | paths.FunctionNotFoundError):
+        return str(exc), USAGE
+    if isinstance(exc, ScheduleError):
+        return f"invalid schedule: {exc}", USAGE
+    if isinstance(exc, DriverError):
+        return str(exc), FAILED
+    if isinstance(exc, ClientError):
+        return error_message(exc), USAGE
+    if isinstance(exc, NoCredentialsError):
+        return NO_CREDENTIALS, USAGE
+    if isinstance(exc, EndpointConnectionError):
+        return f"cannot reach {exc.kwargs.get('endpoint_url', 'the endpoint')}: is it running?", USAGE
+    if isinstance(exc, BotoCoreError):
+        return describe_error(exc), USAGE
+    if isinstance(exc, RotationError):
+        return describe_error(exc), FAILED
+    return None
 
 
 def _fail(out: Output, message: str, code: int) -> int:

@@ -29,9 +29,15 @@ Preparing the AWSPENDING version (step 1) depends on where the secret lives:
   value and keeps it. Rotation must already be enabled on the secret (the function, like
   AWS's, refuses every step otherwise): attach a function first (`attach`).
 
+Only errors a retry can cure are retried (UnreachableError, throttling, broken
+connections); a bad secret, bad configuration, a refused credential or a bug stops the
+rotation at once, with the step and the cause.
+
 Nothing here prints or logs a secret value. Errors are described by type and message
 for the function's own errors (built to carry no value) and AWS errors; any other
-exception's message is shown only after every value of the secret has been masked out.
+exception's message is shown only when it holds no value of the secret's versions (a
+long value is masked; a message holding a short one is withheld whole: masking a short
+value would garble the message, and leave the value guessable).
 """
 
 from __future__ import annotations
@@ -49,7 +55,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TextIO
 
-from rotation_core import AuthenticationError, RotationError, RotationFunction
+from rotation_cli.aws import error_code, is_loopback
+from rotation_cli.errors import UsageError
+from rotation_core import AuthenticationError, RotationError, RotationFunction, UnreachableError
 from rotation_core.protocol import (
     CURRENT,
     PENDING,
@@ -76,6 +84,7 @@ __all__ = [
     "Verdict",
     "bind",
     "event",
+    "is_transient",
     "new_token",
     "probe_version",
     "rotate",
@@ -101,7 +110,33 @@ FAKE_FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:rotation-und
 Handler = Callable[[dict[str, Any], Any], None]
 
 #: Fields of a secret JSON that are not secret (shown, or at least not masked).
-_PLAIN_FIELDS = frozenset({"engine", "host", "port", "username", "dbname", "masterarn", "ssl"})
+_PLAIN_FIELDS = frozenset({"engine", "host", "port", "username", "dbname", "masterarn", "ssl", "mode", "key_id"})
+#: Shorter values are never masked by replacement (that would garble the message and leave
+#: the value guessable from the gaps): a message holding one is withheld whole.
+MIN_MASKED_LENGTH = 8
+WITHHELD = "(message withheld: it may contain a secret value)"
+#: AWS error codes a retry can cure (the SDK's own retries have already been spent).
+_TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "SlowDown",
+        "InternalFailure",
+        "InternalServiceError",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+    }
+)
+#: What the drivers say when the server offers no TLS at all (libpq; PyMySQL).
+_NO_TLS = ("does not support SSL", "SSL is required but the server doesn't support it")
 
 
 RESUMED = "the unfinished rotation's AWSPENDING version, resumed with its own token"
@@ -109,6 +144,9 @@ RESUMED = "the unfinished rotation's AWSPENDING version, resumed with its own to
 
 class DriverError(RuntimeError):
     """The rotation cannot be driven (the secret is not in a state that allows it)."""
+
+
+_AWS_CLIENT_FACTORY = "aws_client_factory"  # RotationFunction's factory of rds/redshift clients
 
 
 # -- the low-level verbs (also tests/support/driver.py's API) -----------------------------
@@ -182,12 +220,20 @@ def rotate(handler: Handler, client: Any, secret_id: str) -> str:
 
 
 # -- the function, bound to the command's client ------------------------------------------
-def bind(handler: object, client: Any) -> RotationFunction:
+def bind(handler: object, client: Any, aws_client: Callable[[str], Any] | None = None) -> RotationFunction:
     """The function's handler, using this client (endpoint, credentials, region) instead of
-    one built from the environment: the same rotation, wired as `rotation_handler` wires it."""
+    one built from the environment: the same rotation, wired as `rotation_handler` wires it.
+
+    aws_client(service) builds the clients of other services the function looks databases
+    up with (rds, redshift, redshift-serverless) from the command's own session: same
+    region and profile, and against an emulator the emulator's endpoint. A layer without
+    that hook (RotationFunction.aws_client_factory) is bound all the same."""
     if not isinstance(handler, RotationFunction):
         raise DriverError("the function's lambda_handler is not a rotation_core RotationFunction")
-    return RotationFunction(handler.rotation, client_factory=lambda _endpoint: client)
+    bound = RotationFunction(handler.rotation, client_factory=lambda _endpoint: client)
+    if aws_client is not None and hasattr(bound, _AWS_CLIENT_FACTORY):
+        setattr(bound, _AWS_CLIENT_FACTORY, aws_client)
+    return bound
 
 
 @contextlib.contextmanager
@@ -216,7 +262,9 @@ def function_output(sink: TextIO | None) -> Iterator[None]:
 
 # -- describing errors without values -------------------------------------------------------
 class Redactor:
-    """Masks every value of a secret's versions in text that did not come from our own code."""
+    """Keeps the values of a secret's versions out of text that did not come from our own
+    code: a value of MIN_MASKED_LENGTH characters or more is masked; text holding a shorter
+    one is withheld whole (replacing a one-letter password would mask every such letter)."""
 
     def __init__(self) -> None:
         self._values: set[str] = set()
@@ -230,7 +278,7 @@ class Redactor:
             doc = None
         if isinstance(doc, dict):
             for key, item in doc.items():
-                if key not in _PLAIN_FIELDS and isinstance(item, str) and len(item) >= 4:
+                if key not in _PLAIN_FIELDS and isinstance(item, str) and item:
                     self._values.add(item)
         else:
             self._values.add(text)
@@ -242,21 +290,66 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         for secret in sorted(self._values, key=len, reverse=True):
+            if secret not in text:
+                continue
+            if len(secret) < MIN_MASKED_LENGTH:
+                return WITHHELD
             text = text.replace(secret, "********")
         return text
 
 
+def _printable(text: str, limit: int = 300) -> str:
+    """Control characters (terminal escapes, fake lines) become spaces; long text is cut."""
+    cleaned = "".join(" " if ord(c) < 32 or 127 <= ord(c) < 160 else c for c in text)
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "..."
+
+
 def describe_error(exc: BaseException, redact: Callable[[str], str] | None = None) -> str:
     """Type and message of an error, safe to print."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-    if isinstance(exc, RotationError | ClientError | BotoCoreError | DriverError):
+    if isinstance(exc, RotationError | ClientError | BotoCoreError | DriverError) and not isinstance(
+        exc,
+        ParamValidationError,  # quotes the parameters' values
+    ):
         text = str(exc)
     else:
         lines = str(exc).strip().splitlines()
         text = lines[0] if lines else ""
-        text = redact(text) if redact is not None else "(message withheld)"
+        if text:
+            text = redact(text) if redact is not None else "(message withheld)"
+    text = _printable(text)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the rotation can cure this failure: an unreachable target, a
+    throttled or failing AWS call, a broken connection. A bad secret or configuration
+    (ConfigurationError), a bad event or version state (EventError), a refused credential
+    (retrying would only add failed logins towards a lockout) and bugs are not retried."""
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as AwsConnectionError
+
+    if isinstance(exc, UnreachableError):
+        return tls_refused_hint(str(exc), None) is None
+    if isinstance(exc, RotationError):
+        return False
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return error_code(exc) in _TRANSIENT_CODES or (isinstance(status, int) and status >= 500)
+    return isinstance(exc, HTTPClientError | AwsConnectionError | ConnectionError | TimeoutError)
+
+
+def tls_refused_hint(message: str, host: str | None) -> str | None:
+    """What to do when the server offers no TLS at all, or None if that is not the failure."""
+    if not any(marker in message for marker in _NO_TLS):
+        return None
+    if host is not None and is_loopback(host):
+        return (
+            'the server offers no TLS: for a plain local test server, set "ssl": false in the secret '
+            "(TLS stays required everywhere else)"
+        )
+    return 'the server offers no TLS: turn TLS on at the server ("ssl": false only for a local test server)'
 
 
 # -- trying a credential with the function's own testSecret logic -------------------------------
@@ -334,9 +427,18 @@ class StepRun:
     ok: bool
     ms: float
     error: str | None = None
+    retryable: bool = True
+    hint: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "ok": self.ok, "ms": round(self.ms, 1), "error": self.error}
+        return {
+            "step": self.step,
+            "ok": self.ok,
+            "ms": round(self.ms, 1),
+            "error": self.error,
+            "retryable": self.retryable,
+            "hint": self.hint,
+        }
 
 
 @dataclass
@@ -357,6 +459,7 @@ class RotationOutcome:
     resumed: bool = False
     attempts: list[list[StepRun]] = field(default_factory=list)
     stopped_after: str | None = None  # --fail-at
+    not_retried: bool = False  # the last failure was one a retry cannot cure
     checks: list[Check] = field(default_factory=list)
     user: str | None = None
     seconds: float = 0.0
@@ -377,6 +480,7 @@ class RotationOutcome:
             "resumed": self.resumed,
             "attempts": [[run.as_dict() for run in attempt] for attempt in self.attempts],
             "stopped_after": self.stopped_after,
+            "not_retried": self.not_retried,
             "checks": [check.as_dict() for check in self.checks],
             "user": self.user,
             "seconds": round(self.seconds, 3),
@@ -395,7 +499,8 @@ class LocalRotation:
     """Runs one rotation of a secret through a function's code in this process.
 
     Events reported to `listen(kind, data)` as they happen: "prepared", "resumed",
-    "attempt", "step", "retry", "stopped", "check".
+    "attempt", "step", "retry", "no-retry", "stopped", "check". `where` says, at any
+    moment (after Ctrl-C, say), how far the rotation got.
     """
 
     def __init__(
@@ -408,7 +513,10 @@ class LocalRotation:
         retry_delay: float = DEFAULT_RETRY_DELAY,
         function_log: TextIO | None = None,
         listen: Listener = _quiet,
+        retryable: Callable[[BaseException], bool] = is_transient,
     ) -> None:
+        """retryable(error): whether a failed step is worth another attempt (the command
+        retries only what a retry can cure; a stand-in for the service retries everything)."""
         self.handler = handler
         self.client = client
         self.emulator = emulator
@@ -416,6 +524,32 @@ class LocalRotation:
         self.retry_delay = retry_delay
         self.function_log = function_log
         self.listen = listen
+        self.retryable = retryable
+        #: how far the rotation got: (phase, step or None); phases: "not started",
+        #: "preparing", "step", "waiting to retry", "final checks", "done"
+        self.phase: tuple[str, str | None] = ("not started", None)
+        self.token: str | None = None
+
+    def where(self) -> str:
+        """Where the rotation is (or stopped), for a person."""
+        phase, step = self.phase
+        version = f"version {self.token}" if self.token else "the new version"
+        if phase == "not started":
+            return "before anything was changed"
+        if phase == "preparing":
+            return f"while preparing {version} as AWSPENDING"
+        if phase == "step":
+            return f"during {step}: {version} is AWSPENDING, not AWSCURRENT"
+        if phase == "waiting to retry":
+            return f"while waiting to retry after {step} failed: {version} is AWSPENDING, not AWSCURRENT"
+        if phase == "final checks":
+            return f"during the final checks, after the rotation finished: AWSCURRENT is on {version}"
+        return "after the rotation ended"
+
+    @property
+    def finished(self) -> bool:
+        """AWSCURRENT has moved (interrupting now leaves nothing to resume)."""
+        return self.phase[0] in ("final checks", "done")
 
     # -- preparing the AWSPENDING version --
     def prepare(self, secret_id: str, token: str | None) -> tuple[str, str, str]:
@@ -426,17 +560,20 @@ class LocalRotation:
         stuck = [v for v, s in versions.items() if PENDING in s and CURRENT not in s]
         if stuck:
             if token is not None and token != stuck[0]:
-                raise DriverError(
+                raise UsageError(
                     f"a previous rotation is unfinished (AWSPENDING is on version {stuck[0]}); the service "
                     "would reattempt that one: run without --token to resume it, or `recover` to clear it"
                 )
+            self.token = stuck[0]
             self.listen("resumed", {"token": stuck[0]})
             return arn, stuck[0], RESUMED
         token = token or new_token()
         if not 32 <= len(token) <= 64:
-            raise DriverError("--token must be 32 to 64 characters long (a ClientRequestToken)")
+            raise UsageError("--token must be 32 to 64 characters long (a ClientRequestToken)")
         if token in versions:
-            raise DriverError(f"version {token} already exists and is not AWSPENDING: choose another --token")
+            raise UsageError(f"version {token} already exists and is not AWSPENDING: choose another --token")
+        self.token = token
+        self.phase = ("preparing", None)
         if self.emulator:
             start_rotation(self.client, arn, token)
             how = (
@@ -477,14 +614,22 @@ class LocalRotation:
             outcome.attempts.append(runs)
             if outcome.stopped_after is not None or all(run.ok for run in runs):
                 break
+            failed = runs[-1]
+            if not failed.retryable:
+                outcome.not_retried = True
+                self.listen("no-retry", {"step": failed.step})
+                break
             if attempt < self.attempts:
+                self.phase = ("waiting to retry", failed.step)
                 self.listen("retry", {"attempt": attempt + 1, "delay": self.retry_delay})
                 time.sleep(self.retry_delay)
         if outcome.completed and outcome.stopped_after is None:
+            self.phase = ("final checks", None)
             for check in final_checks(self.handler.rotation, self.client, arn, token, self.function_log):
                 outcome.checks.append(check)
                 self.listen("check", check.as_dict())
             outcome.user = username_of(_safe_value(self.client, arn, token))
+        self.phase = ("done", None)
         outcome.seconds = time.perf_counter() - started
         return outcome
 
@@ -492,14 +637,25 @@ class LocalRotation:
         runs: list[StepRun] = []
         for step in STEPS:
             begun = time.perf_counter()
+            self.phase = ("step", step)
             try:
                 with function_output(self.function_log):
                     self.handler(event(arn, token, step), None)
-            except Exception as exc:  # noqa: BLE001 - reported, then the whole rotation is retried
+            except Exception as exc:  # noqa: BLE001 - reported, then retried if a retry can cure it
                 redactor = Redactor()
                 if not isinstance(exc, RotationError):
                     redactor.load(self.client, arn, [*_labelled_versions(self.client, arn), token])
-                run = StepRun(step, False, (time.perf_counter() - begun) * 1000, describe_error(exc, redactor))
+                hint = None
+                if isinstance(exc, UnreachableError):
+                    hint = tls_refused_hint(str(exc), _host_of(_safe_value(self.client, arn, None)))
+                run = StepRun(
+                    step,
+                    False,
+                    (time.perf_counter() - begun) * 1000,
+                    describe_error(exc, redactor),
+                    retryable=self.retryable(exc),
+                    hint=hint,
+                )
                 runs.append(run)
                 self.listen("step", run.as_dict())
                 return runs
@@ -519,10 +675,21 @@ def _labelled_versions(client: Any, arn: str) -> list[str]:
     return []
 
 
-def _safe_value(client: Any, arn: str, version: str) -> str | None:
+def _safe_value(client: Any, arn: str, version: str | None) -> str | None:
+    """A version's value (AWSCURRENT's when version is None), or None."""
+    kwargs = {"VersionId": version} if version else {"VersionStage": CURRENT}
     with contextlib.suppress(Exception):
-        return str(client.get_secret_value(SecretId=arn, VersionId=version).get("SecretString"))
+        return str(client.get_secret_value(SecretId=arn, **kwargs).get("SecretString"))
     return None
+
+
+def _host_of(text: str | None) -> str | None:
+    try:
+        doc = json.loads(text or "")
+    except ValueError:
+        return None
+    host = doc.get("host") if isinstance(doc, dict) else None
+    return host if isinstance(host, str) else None
 
 
 def final_checks(rotation: Rotation, client: Any, arn: str, token: str, function_log: TextIO | None) -> list[Check]:

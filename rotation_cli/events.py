@@ -12,14 +12,15 @@ import json
 from pathlib import Path
 
 from rotation_cli.aws import parse_arn
-from rotation_cli.driver import STEPS, DriverError, event, new_token
+from rotation_cli.driver import STEPS, event, new_token
+from rotation_cli.errors import UsageError
 
 
 def write_events(secret_id: str, token: str | None, out_dir: Path) -> tuple[str, list[Path], list[str]]:
     """Write <out_dir>/<Step>.json for the four steps; returns (token, files, notes)."""
     notes = []
     if not secret_id.strip():
-        raise DriverError("the secret id must not be empty")
+        raise UsageError("the secret id must not be empty")
     if parse_arn(secret_id).get("service") != "secretsmanager":
         notes.append("the SecretId is not a Secrets Manager ARN: the service always sends the secret's full ARN")
     if token is None:
@@ -29,7 +30,7 @@ def write_events(secret_id: str, token: str | None, out_dir: Path) -> tuple[str,
             "AWSPENDING (RotateSecret --client-request-token, or pass --token with the pending version's id)"
         )
     if not 32 <= len(token) <= 64:
-        raise DriverError("--token must be 32 to 64 characters long (a ClientRequestToken)")
+        raise UsageError("--token must be 32 to 64 characters long (a ClientRequestToken)")
     out_dir.mkdir(parents=True, exist_ok=True)
     files = []
     for step in STEPS:

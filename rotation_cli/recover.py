@@ -32,8 +32,9 @@ checks the result.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 from rotation_cli.driver import (
     CURRENT,
@@ -111,7 +112,9 @@ def _has_value(client: Any, secret_id: str, version: str) -> bool:
         return False
 
 
-def plan(client: Any, secret_id: str, rotation: Rotation | None) -> Plan:  # noqa: PLR0911 - one return per case
+def plan(  # noqa: PLR0911 - one return per case
+    client: Any, secret_id: str, rotation: Rotation | None, *, function_log: TextIO | None = None
+) -> Plan:
     described = client.describe_secret(SecretId=secret_id)
     arn = str(described["ARN"])
     versions = {v: list(s) for v, s in described.get("VersionIdsToStages", {}).items()}
@@ -142,7 +145,7 @@ def plan(client: Any, secret_id: str, rotation: Rotation | None) -> Plan:  # noq
         result.probes[role] = found
         return found
 
-    with function_output(None):
+    with function_output(function_log):
         current = probe("current", result.current)
         if current is not None and current.verdict is Verdict.WORKS:
             result.action = REMOVE
@@ -178,8 +181,16 @@ def plan(client: Any, secret_id: str, rotation: Rotation | None) -> Plan:  # noq
     return result
 
 
-def apply(client: Any, result: Plan, handler: RotationFunction | None) -> Plan:
-    """Carry out the plan, then check that the rotation is unblocked."""
+def apply(
+    client: Any,
+    result: Plan,
+    handler: RotationFunction | None,
+    aws_client: Callable[[str], Any] | None = None,
+    *,
+    function_log: TextIO | None = None,
+) -> Plan:
+    """Carry out the plan, then check that the rotation is unblocked. aws_client: the
+    factory of other services' clients the function may use (see driver.bind)."""
     if result.action is None or result.pending is None:
         return result
     if result.action == REMOVE:
@@ -188,7 +199,7 @@ def apply(client: Any, result: Plan, handler: RotationFunction | None) -> Plan:
         )
         result.done.append(f"removed AWSPENDING from version {result.pending}")
     else:
-        _promote(client, result, handler)
+        _promote(client, result, handler, aws_client, function_log)
     result.applied = True
     versions = stages(client, result.secret_arn)
     left = [v for v, s in versions.items() if PENDING in s and CURRENT not in s]
@@ -198,13 +209,19 @@ def apply(client: Any, result: Plan, handler: RotationFunction | None) -> Plan:
     return result
 
 
-def _promote(client: Any, result: Plan, handler: RotationFunction | None) -> None:
+def _promote(
+    client: Any,
+    result: Plan,
+    handler: RotationFunction | None,
+    aws_client: Callable[[str], Any] | None,
+    function_log: TextIO | None,
+) -> None:
     if result.pending is None:
         return
     if handler is not None:
-        bound = bind(handler, client)
+        bound = bind(handler, client, aws_client)
         try:
-            with function_output(None):
+            with function_output(function_log):
                 bound(event(result.secret_arn, result.pending, "finishSecret"), None)
         except RotationError as exc:
             result.notes.append(

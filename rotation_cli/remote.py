@@ -21,7 +21,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 from rotation_cli.aws import Aws, error_code, error_message, function_name
 from rotation_cli.driver import (
@@ -233,6 +233,7 @@ def follow(
     max_failures: int = DEFAULT_MAX_FAILURES,
     rotation: Rotation | None = None,
     listen: Listener = _quiet,
+    function_log: TextIO | None = None,
 ) -> RemoteOutcome:
     """Wait for the rotation of outcome.token to end; then check the final state."""
     client = aws.secretsmanager
@@ -278,7 +279,7 @@ def follow(
             ),
         ]
         if rotation is not None:
-            with function_output(None):
+            with function_output(function_log):
                 probe = probe_version(rotation, client, outcome.secret_arn, outcome.token)
             checks.append(
                 Check(

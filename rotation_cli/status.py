@@ -9,6 +9,7 @@ function's configuration and resource policy (lambda get_function, get_policy).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -158,14 +159,27 @@ def status_arn(described: dict[str, Any]) -> str:
     return str(described["ARN"])
 
 
-def diagnose(status: Status, described: dict[str, Any], engine_hint: str | None = None) -> None:
-    _diagnose_versions(status, engine_hint or "ENGINE")
+def diagnose(
+    status: Status,
+    described: dict[str, Any],
+    engine_hint: str | None = None,
+    commands: Mapping[str, str] | None = None,
+) -> None:
+    """commands: the full "resume" and "recover" command lines to suggest (the command line
+    builds them, with its endpoint and options, so that they run as printed)."""
+    engine = engine_hint or "ENGINE"
+    suggested = {
+        "resume": f"bin/rotate rotate {status.name} --local --engine {engine}",
+        "recover": f"bin/rotate recover {status.name}",
+        **(commands or {}),
+    }
+    _diagnose_versions(status, suggested)
     _diagnose_rotation(status, described)
     if status.healthy and not any(f.level == WARNING for f in status.findings):
         status.findings.append(Finding(OK, "healthy"))
 
 
-def _diagnose_versions(status: Status, engine: str) -> None:
+def _diagnose_versions(status: Status, commands: Mapping[str, str]) -> None:
     add = status.findings.append
     current = status.holding(CURRENT)
     if current is None:
@@ -178,8 +192,8 @@ def _diagnose_versions(status: Status, engine: str) -> None:
                 PROBLEM,
                 f"unfinished rotation: AWSPENDING is on version {stuck.version}, which is not AWSCURRENT. "
                 'Secrets Manager refuses to start another rotation ("A previous rotation isn\'t complete") '
-                f"until it is finished or cleared: `rotate {status.name} --local --engine {engine}` resumes it, "
-                f"`recover {status.name}` clears it safely",
+                f"until it is finished or cleared. Resume it: {commands['resume']}  Clear it safely: "
+                f"{commands['recover']}",
             )
         )
         if stuck.has_value is False:

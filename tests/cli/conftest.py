@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import logging
+import socket
 import sys
 import threading
 import time
@@ -47,6 +48,13 @@ def run_cli(*argv: str) -> CliRun:
     print(err, file=sys.stderr)
     doc = json.loads(out) if "--json" in argv and out.strip() else None
     return CliRun(code, out, err, doc)
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on (connections to it are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -214,9 +222,14 @@ class StandInService:
                 pending = [v for v, s in versions.items() if PENDING in s and CURRENT not in s and v not in self.done]
                 if pending:
                     self.done.append(pending[0])
-                    LocalRotation(self.handler, self.client, emulator=True, attempts=self.attempts, retry_delay=0).run(
-                        self.arn, token=pending[0]
-                    )
+                    LocalRotation(
+                        self.handler,
+                        self.client,
+                        emulator=True,
+                        attempts=self.attempts,
+                        retry_delay=0,
+                        retryable=lambda _error: True,  # the service retries whatever failed
+                    ).run(self.arn, token=pending[0])
                 time.sleep(0.05)
         except BaseException as exc:  # reported by the test
             self.errors.append(exc)

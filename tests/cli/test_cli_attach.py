@@ -79,7 +79,7 @@ def test_attach_refuses_a_function_that_is_missing_or_may_not_be_invoked(
     result = run_cli("attach", pg_secret.arn, "--function", missing, "--schedule", "rate(30 days)")
     assert result.code == 1 and "does not exist" in result.out
     bad_arn = run_cli("attach", pg_secret.arn, "--function", "my-function", "--schedule", "rate(30 days)")
-    assert bad_arn.code == 1 and "Lambda function ARN" in bad_arn.err
+    assert bad_arn.code == 2 and "Lambda function ARN" in bad_arn.err  # a bad argument
     assert "RotationLambdaARN" not in sm.describe_secret(SecretId=pg_secret.arn)
 
 

@@ -58,6 +58,6 @@ def test_bad_arguments(tmp_path: Path) -> None:
         run_cli(
             "events", "arn:aws:secretsmanager:us-east-1:1:secret:x", "--token", "short", "--out", str(tmp_path)
         ).code
-        == 1
+        == 2
     )
-    assert run_cli("events", "arn:aws:secretsmanager:us-east-1:1:secret:x").code == 1  # neither --engine nor --out
+    assert run_cli("events", "arn:aws:secretsmanager:us-east-1:1:secret:x").code == 2  # neither --engine nor --out

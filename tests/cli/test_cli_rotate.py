@@ -15,13 +15,14 @@ from rotation_core import UnreachableError
 from tests.cli.conftest import (
     PgSecret,
     current,
+    free_port,
     run_cli,
     stuck,
     version_value,
     wrong_password_secret,
 )
 from tests.conftest import RotationCase
-from tests.engines import PostgresHarness
+from tests.engines import PostgresHarness, new_password, unique
 from tests.support import driver
 
 
@@ -106,20 +107,38 @@ def test_a_failed_step_retries_the_whole_rotation(
     assert pg.works(current(sm, pg_secret.arn))
 
 
-def test_a_rotation_that_keeps_failing_is_reported_after_bounded_attempts(pg: PostgresHarness, sm: Any) -> None:
+def test_a_refused_credential_is_not_retried(pg: PostgresHarness, sm: Any) -> None:
+    """A retry cannot make a wrong password right; it would only add failed logins towards
+    an account lockout. One attempt, and the reason why there is no second."""
     arn = wrong_password_secret(pg, sm)
+    result = run_cli(
+        "rotate", arn, "--local", "--engine", "postgres", "--attempts", "3", "--retry-delay", "0", "--json"
+    )
+    assert result.code == 1, result
+    assert result.doc is not None and not result.doc["ok"] and result.doc["not_retried"]
+    assert len(result.doc["attempts"]) == 1
+    last = result.doc["attempts"][0][-1]
+    assert last["step"] == "setSecret" and "AuthenticationError" in last["error"] and not last["retryable"]
+    assert stuck(sm, arn) == [result.doc["token"]]
+    human = run_cli("rotate", arn, "--local", "--engine", "postgres", "--retry-delay", "0")
+    assert human.code == 1
+    assert "setSecret failed: AuthenticationError" in human.out
+    assert "not retried: a retry cannot fix it" in human.out
+
+
+def test_an_unreachable_target_is_retried_a_bounded_number_of_times(pg: PostgresHarness, sm: Any) -> None:
+    doc = pg.secret(unique("app"), new_password())
+    doc["port"] = free_port()  # nothing listens there: connection refused, every time
+    arn = str(sm.create_secret(Name=unique("postgres-secret"), SecretString=json.dumps(doc))["ARN"])
     result = run_cli(
         "rotate", arn, "--local", "--engine", "postgres", "--attempts", "2", "--retry-delay", "0", "--json"
     )
     assert result.code == 1, result
-    assert result.doc is not None and not result.doc["ok"]
+    assert result.doc is not None and not result.doc["not_retried"]
     assert len(result.doc["attempts"]) == 2
     for attempt in result.doc["attempts"]:
-        assert attempt[-1]["step"] == "setSecret" and "AuthenticationError" in attempt[-1]["error"]
+        assert attempt[-1]["step"] == "setSecret" and "UnreachableError" in attempt[-1]["error"]
     assert stuck(sm, arn) == [result.doc["token"]]
-    human = run_cli("rotate", arn, "--local", "--engine", "postgres", "--attempts", "1", "--retry-delay", "0")
-    assert human.code == 1
-    assert "setSecret failed: AuthenticationError" in human.out
 
 
 def test_real_account_mode_prepares_the_version_without_rotate_secret(
@@ -142,8 +161,20 @@ def test_real_account_mode_prepares_the_version_without_rotate_secret(
     assert stuck(sm, pg_secret.arn) == []
 
 
-def test_local_needs_an_engine_and_a_known_function(pg_secret: PgSecret) -> None:
-    assert run_cli("rotate", pg_secret.arn, "--local").code == 1
+def test_local_takes_the_engine_from_the_secret_or_needs_a_known_function(
+    pg_secret: PgSecret, pg: PostgresHarness, sm: Any
+) -> None:
+    result = run_cli("rotate", pg_secret.arn, "--local")
+    assert result.code == 0, result
+    assert "function postgres (from the secret)" in result.out
+    assert pg.works(current(sm, pg_secret.arn))
+    unknown = pg.secret(unique("app"), new_password())
+    unknown["engine"] = "oracle"
+    arn = str(sm.create_secret(Name=unique("oracle-secret"), SecretString=json.dumps(unknown))["ARN"])
+    before = driver.stages(sm, arn)
+    no_engine = run_cli("rotate", arn, "--local")
+    assert no_engine.code == 2 and "pass --engine (one of:" in no_engine.err, no_engine
+    assert driver.stages(sm, arn) == before
     assert run_cli("rotate", pg_secret.arn, "--local", "--engine", "nosuchengine").code == 2
 
 
