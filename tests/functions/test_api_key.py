@@ -1,23 +1,31 @@
 """What only the API key function has: keys issued and revoked by an HTTP provider (the test
 issuer on loopback), generated keys in a chosen format, provider errors classified and
-retried within the step's time budget, and no key left alive at the provider that is
-neither AWSCURRENT nor AWSPREVIOUS, whatever fails and is retried."""
+retried within the step's time budget, no key left alive at the provider that is neither
+AWSCURRENT nor AWSPREVIOUS whatever fails and is retried, the secrets' formats (the rotated
+secret, the admin and verify secrets that describe the provider, the older format), the
+urllib3 guard and answers that are never decompressed.
+
+tests/security/test_api_key_attacks.py replays the attacks of a rotated secret's writer."""
 
 from __future__ import annotations
 
 import copy
+import gzip
 import hashlib
 import json
 import re
+import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rotation_core import AuthenticationError, ConfigurationError, RotationError, UnreachableError, settings
-from tests.api_key_target import ApiKeyTarget
+from tests.api_key_target import ApiKeyTarget, load_module
 from tests.conftest import RotationCase
 from tests.contract.test_protocol import FaultPlan, InjectedFault, instrument
 from tests.engines import unique
@@ -39,22 +47,21 @@ def issuer(api: ApiKeyTarget) -> Issuer:
     return api.issuer
 
 
-def new_case(api: ApiKeyTarget, sm: Any, doc: dict[str, Any] | None = None, strategy: str = "issued") -> RotationCase:
-    """A RotationCase, optionally for a secret JSON of the test's own."""
+def new_case(
+    api: ApiKeyTarget, sm: Any, doc: dict[str, Any] | None = None, strategy: str = "issued", **store: Any
+) -> RotationCase:
+    """A RotationCase, optionally for a secret JSON of the test's own (stored by api.store)."""
     if doc is None:
         return RotationCase(api, sm, strategy)
-    api.new_secret = lambda client, _: (  # type: ignore[method-assign]
-        str(client.create_secret(Name=unique("api-key"), SecretString=json.dumps(doc))["ARN"]),
-        doc,
-    )
+    api.new_secret = lambda client, _: (api.store(client, doc, **store), doc)  # type: ignore[method-assign]
     try:
         return RotationCase(api, sm, strategy)
     finally:
         del api.new_secret
 
 
-def prefix_of(case: RotationCase) -> str:
-    return str(case.current()["provider"]["label_prefix"])
+def prefix_of(case: RotationCase, prefix: str = "sm") -> str:
+    return case.target.label_prefix(case.arn, prefix)  # type: ignore[attr-defined, no-any-return]
 
 
 def alive(issuer: Issuer, prefix: str) -> set[str]:
@@ -149,14 +156,30 @@ def test_keys_of_other_secrets_and_unlabelled_keys_are_left_alone(api: ApiKeyTar
 
 
 def test_the_default_label_prefix_is_unique_to_the_secret(api: ApiKeyTarget, sm: Any, issuer: Issuer) -> None:
-    doc = api.issued_secret(unique("initial"))
-    del doc["provider"]["label_prefix"]
-    case = new_case(api, sm, doc)
+    doc = api.issued_secret()
+    case = new_case(api, sm, doc, label_initial=False)
     expected = "sm-" + hashlib.sha256(case.arn.encode()).hexdigest()[:10] + "-"
     token = case.rotate()
     assert {k.label for k in issuer.live(expected)} == {expected + token}
     case.rotate()
-    assert len(issuer.live(expected)) == 2 and not api.works(doc)
+    assert len(issuer.live(expected)) == 2
+    assert api.works(doc), "a first key not created under the secret's label is never revoked by the function"
+
+
+def test_a_label_prefix_of_the_admin_secret_is_combined_with_the_secret_hash(
+    api: ApiKeyTarget, sm: Any, issuer: Issuer
+) -> None:
+    admin = api.admin_secret(provider={**api.description(), "label_prefix": "orders_api"})
+    first = new_case(api, sm, api.issued_secret(admin_arn=admin), prefix="orders_api")
+    second = new_case(api, sm, api.issued_secret(admin_arn=admin), prefix="orders_api")
+    for case in (first, second):
+        expected = "orders_api-" + hashlib.sha256(case.arn.encode()).hexdigest()[:10] + "-"
+        assert prefix_of(case, "orders_api") == expected
+        token = case.rotate()
+        case.rotate()
+        assert len(issuer.live(expected)) == 2 and issuer.live(expected + token)
+        assert not api.works(case.initial)
+    assert prefix_of(first, "orders_api") != prefix_of(second, "orders_api")
 
 
 @pytest.mark.parametrize(
@@ -172,10 +195,8 @@ def test_admin_credential_placements(
     api: ApiKeyTarget, sm: Any, admin_auth: dict[str, Any], admin_secret: dict[str, Any]
 ) -> None:
     change = {k: (api.issuer.admin_token if v == "<token>" else v) for k, v in admin_secret.items()}
-    doc = api.issued_secret(unique("app") + "-")
-    doc["provider"]["admin_auth"] = admin_auth
-    doc["provider"]["admin_secret_arn"] = api.admin_secret(**change)
-    case = new_case(api, sm, doc)
+    admin = api.admin_secret(provider={**api.description(), "admin_auth": admin_auth}, **change)
+    case = new_case(api, sm, api.issued_secret(admin_arn=admin))
     case.rotate()
     assert api.works(case.current())
 
@@ -219,7 +240,7 @@ def test_a_retried_create_secret_does_not_issue_a_second_key(api: ApiKeyTarget, 
 def test_without_idempotency_a_retried_create_secret_revokes_the_unstored_key(
     api: ApiKeyTarget, sm: Any, issuer: Issuer
 ) -> None:
-    case = new_case(api, sm, api.issued_secret(unique("app") + "-", idempotent=False))
+    case = new_case(api, sm, api.issued_secret(idempotent=False))
     prefix = prefix_of(case)
     fail_put_once(case)
     token = driver.start_rotation(sm, case.arn)
@@ -283,7 +304,7 @@ def test_a_revoke_refused_after_the_move_is_retried_by_the_next_finish(
 
 
 def test_a_late_finish_of_the_last_rotation_spares_the_one_in_progress(api: ApiKeyTarget, sm: Any) -> None:
-    case = new_case(api, sm, api.issued_secret(unique("app") + "-", idempotent=False))
+    case = new_case(api, sm, api.issued_secret(idempotent=False))
     first = case.rotate()
     second = driver.start_rotation(sm, case.arn)
     step(case, second, "createSecret")
@@ -330,7 +351,7 @@ def test_a_timeout_is_retried_and_the_key_issued_meanwhile_is_revoked(
     api: ApiKeyTarget, sm: Any, issuer: Issuer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HTTP_READ_TIMEOUT", "1")
-    case = new_case(api, sm, api.issued_secret(unique("app") + "-", idempotent=False))
+    case = new_case(api, sm, api.issued_secret(idempotent=False))
     issuer.inject("issue", None, delay=1.5)  # issued, then answered too late: the client gives up
     token = case.rotate()
     label = prefix_of(case) + token
@@ -388,24 +409,6 @@ def test_a_pending_key_the_provider_refuses_fails_test_secret(api: ApiKeyTarget,
 
 
 # -- bad secrets: refused at createSecret, nothing written, nothing issued ----------------------
-def issued(change: Callable[[dict[str, Any]], None]) -> Callable[[ApiKeyTarget], dict[str, Any]]:
-    def build(api: ApiKeyTarget) -> dict[str, Any]:
-        doc = api.issued_secret(unique("app") + "-")
-        change(doc)
-        return doc
-
-    return build
-
-
-def generated(change: dict[str, Any]) -> Callable[[ApiKeyTarget], dict[str, Any]]:
-    def build(api: ApiKeyTarget) -> dict[str, Any]:
-        doc = api.generated_secret(unique("svc"))
-        doc.update(copy.deepcopy(change))
-        return doc
-
-    return build
-
-
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     def change(doc: dict[str, Any]) -> None:
         *parents, last = path.split(".")
@@ -415,38 +418,112 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
         if value is None:
             del node[last]
         else:
-            node[last] = value
+            node[last] = copy.deepcopy(value)
 
     return change
 
 
+def issued(change: Callable[[dict[str, Any]], None]) -> Callable[[ApiKeyTarget], dict[str, Any]]:
+    """A rotated secret of an issued key, changed."""
+
+    def build(api: ApiKeyTarget) -> dict[str, Any]:
+        doc = api.issued_secret()
+        change(doc)
+        return doc
+
+    return build
+
+
+def admin(change: Callable[[dict[str, Any]], None]) -> Callable[[ApiKeyTarget], dict[str, Any]]:
+    """A rotated secret of an issued key whose admin secret is changed."""
+
+    def build(api: ApiKeyTarget) -> dict[str, Any]:
+        doc = api.admin_doc()
+        change(doc)
+        arn = str(api.sm.create_secret(Name=unique("api-admin"), SecretString=json.dumps(doc))["ARN"])
+        return api.issued_secret(admin_arn=arn)
+
+    return build
+
+
+def generated(change: dict[str, Any]) -> Callable[[ApiKeyTarget], dict[str, Any]]:
+    def build(api: ApiKeyTarget) -> dict[str, Any]:
+        doc = api.generated_secret(unique("svc"))
+        doc.update(copy.deepcopy(change))
+        return {k: v for k, v in doc.items() if v is not None}
+
+    return build
+
+
+def verify(change: Callable[[dict[str, Any]], None]) -> Callable[[ApiKeyTarget], dict[str, Any]]:
+    """A generated key's secret whose verify secret is changed."""
+
+    def build(api: ApiKeyTarget) -> dict[str, Any]:
+        doc = api.generated_secret(unique("svc"))
+        verify_doc = json.loads(driver.value(api.sm, doc["verify_secret_arn"]))
+        change(verify_doc)
+        arn = str(api.sm.create_secret(Name=unique("api-verify"), SecretString=json.dumps(verify_doc))["ARN"])
+        return {**doc, "verify_secret_arn": arn}
+
+    return build
+
+
+OTHER_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-AbCdEf"
 BAD_SECRETS = {
+    # the rotated secret
     "no mode": (generated({"mode": None}), "missing the field 'mode'"),
     "unknown mode": (generated({"mode": "rotated"}), "field 'mode' of the current secret must be one of"),
     "short key format": (generated({"generate": {"alphabet": "hex", "length": 16}}), "'generate.length'"),
     "unknown alphabet": (generated({"generate": {"alphabet": "emoji"}}), "'generate.alphabet'"),
-    "http verify url": (generated({"verify": {"url": "http://verify.example.com/ping"}}), "'verify.url'"),
+    "verify secret arn not an arn": (generated({"verify_secret_arn": "billing"}), "'verify_secret_arn'"),
+    "verify secret missing": (generated({"verify_secret_arn": OTHER_ARN}), "the verify secret has no AWSCURRENT"),
     "no provider": (issued(_set("provider", None)), "missing the field 'provider'"),
-    "no list endpoint": (issued(_set("provider.list", None)), "missing the field 'provider.list'"),
     "no key_id": (issued(_set("key_id", None)), "'key_id'"),
-    "key_path not a string": (issued(_set("provider.issue.key_path", 3)), "'provider.issue.key_path'"),
-    "unknown method": (issued(_set("provider.revoke.method", "PURGE")), "'provider.revoke.method'"),
-    "http to another host": (
-        issued(_set("provider.issue.url", "http://api.example.com/admin/keys")),
-        "field 'provider.issue.url' of the current secret must be an https URL",
-    ),
-    "key in a url": (issued(_set("provider.verify.url", "https://api.example.com/{key}")), "'provider.verify.url'"),
-    "credentials in a url": (
-        issued(_set("provider.list.url", "https://user:pw@api.example.com/keys")),
-        "'provider.list.url'",
-    ),
     "no admin secret arn": (issued(_set("provider.admin_secret_arn", None)), "'provider.admin_secret_arn'"),
     "admin secret missing": (
-        issued(_set("provider.admin_secret_arn", "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-AbCdEf")),
+        issued(_set("provider.admin_secret_arn", OTHER_ARN)),
         "the admin secret has no AWSCURRENT value",
     ),
-    "bad admin auth": (issued(_set("provider.admin_auth", {"type": "cookie"})), "'provider.admin_auth.type'"),
-    "revoke without key_id": (issued(_set("provider.revoke.url", "https://127.0.0.1/keys")), "'provider.revoke'"),
+    # the admin secret
+    "no description": (admin(_set("provider", None)), "the admin secret is missing the field 'provider'"),
+    "no hosts": (admin(_set("hosts", None)), "field 'hosts' of the admin secret must list"),
+    "a url in hosts": (admin(_set("hosts", ["https://127.0.0.1/"])), "must list host or host:port entries"),
+    "no token": (admin(_set("token", None)), "the admin secret is missing the field 'token'"),
+    "no list endpoint": (admin(_set("provider.list", None)), "missing the field 'provider.list'"),
+    "key_path not a string": (admin(_set("provider.issue.key_path", 3)), "'provider.issue.key_path'"),
+    "unknown method": (admin(_set("provider.revoke.method", "PURGE")), "'provider.revoke.method'"),
+    "http to another host": (
+        admin(_set("provider.issue.url", "http://api.example.com/admin/keys")),
+        "field 'provider.issue.url' of the admin secret must be an https URL",
+    ),
+    "host not listed": (
+        admin(_set("provider.list.url", "https://api.example.com/keys?p={label_prefix}")),
+        "field 'provider.list.url' of the admin secret names a host and port that field 'hosts'",
+    ),
+    "port not listed": (
+        admin(_set("hosts", ["127.0.0.1"])),  # the issuer's port is not 80
+        "field 'provider.issue.url' of the admin secret names a host and port that field 'hosts'",
+    ),
+    "key in a url": (admin(_set("provider.verify.url", "https://api.example.com/{key}")), "'provider.verify.url'"),
+    "credentials in a url": (
+        admin(_set("provider.list.url", "https://user:pw@api.example.com/keys")),
+        "'provider.list.url'",
+    ),
+    "bad admin auth": (admin(_set("provider.admin_auth", {"type": "cookie"})), "'provider.admin_auth.type'"),
+    "revoke without key_id": (
+        admin(lambda doc: doc["provider"]["revoke"].update(url=doc["provider"]["revoke"]["url"][: -len("/{key_id}")])),
+        "field 'provider.revoke' of the admin secret must name the key",
+    ),
+    "label prefix with a dash": (admin(_set("provider.label_prefix", "orders-")), "'provider.label_prefix'"),
+    "static auth header": (
+        admin(_set("provider.list.headers", {"authorization": "Bearer x"})),
+        "'provider.list.headers.authorization'",
+    ),
+    # the verify secret of a generated key
+    "no verify": (verify(_set("verify", None)), "the verify secret is missing the field 'verify'"),
+    "http verify url": (verify(_set("verify.url", "http://verify.example.com/ping")), "'verify.url'"),
+    "verify url not listed": (verify(_set("hosts", ["verify.example.com"])), "'verify.url' of the verify secret"),
+    "verify url with key_id": (verify(_set("verify.url", "http://127.0.0.1/{key_id}")), "'verify.url'"),
 }
 
 
@@ -454,8 +531,8 @@ BAD_SECRETS = {
 def test_bad_secrets_are_refused_at_create_secret(api: ApiKeyTarget, sm: Any, issuer: Issuer, name: str) -> None:
     build, message = BAD_SECRETS[name]
     doc = build(api)
-    case = new_case(api, sm, doc)
-    issued_before = issuer.issued()
+    case = new_case(api, sm, doc, strategy=doc.get("mode") or "generated")
+    issued_before, calls_before = issuer.issued(), sum(issuer.calls.values())
     token = driver.start_rotation(sm, case.arn)
     with pytest.raises(ConfigurationError, match=re.escape(message)) as caught:
         step(case, token, "createSecret")
@@ -463,16 +540,7 @@ def test_bad_secrets_are_refused_at_create_secret(api: ApiKeyTarget, sm: Any, is
     assert pending_value(case, token) is None
     assert case.current() == doc
     assert issuer.issued() == issued_before
-
-
-def test_admin_secret_must_list_the_provider_host(api: ApiKeyTarget, sm: Any, issuer: Issuer) -> None:
-    doc = api.issued_secret(unique("app") + "-")
-    doc["provider"]["admin_secret_arn"] = api.admin_secret(hosts=["api.example.com"])
-    case = new_case(api, sm, doc)
-    token = driver.start_rotation(sm, case.arn)
-    with pytest.raises(ConfigurationError, match="that field 'hosts' of the admin secret does not list"):
-        step(case, token, "createSecret")
-    assert pending_value(case, token) is None
+    assert sum(issuer.calls.values()) == calls_before, "no call reached the provider"
 
 
 def test_the_admin_secret_cannot_be_the_rotated_secret(api: ApiKeyTarget, sm: Any) -> None:
@@ -486,20 +554,21 @@ def test_the_admin_secret_cannot_be_the_rotated_secret(api: ApiKeyTarget, sm: An
 
 
 def test_an_issue_response_without_the_key_and_the_orphan_it_leaves(api: ApiKeyTarget, sm: Any, issuer: Issuer) -> None:
-    doc = api.issued_secret(unique("app") + "-")
-    good_path = doc["provider"]["issue"]["key_path"]
-    doc["provider"]["issue"]["key_path"] = "data.token"
-    case = new_case(api, sm, doc)
+    admin_doc = api.admin_doc()
+    good_path = admin_doc["provider"]["issue"]["key_path"]
+    admin_doc["provider"]["issue"]["key_path"] = "data.missing"
+    admin_arn = str(sm.create_secret(Name=unique("api-admin"), SecretString=json.dumps(admin_doc))["ARN"])
+    case = new_case(api, sm, api.issued_secret(admin_arn=admin_arn))
     abandoned = driver.start_rotation(sm, case.arn)
-    with pytest.raises(ConfigurationError, match=r"no key at field 'provider\.issue\.key_path'"):
+    with pytest.raises(ConfigurationError, match=r"no key at field 'provider\.issue\.key_path' of the admin secret"):
         step(case, abandoned, "createSecret")
     assert pending_value(case, abandoned) is None
     orphans = issuer.live(prefix_of(case) + abandoned)
     assert len(orphans) == 1, "issued, but the key could not be read from the response"
-    # The rotation is abandoned; the secret is fixed; the next rotation revokes the orphan.
+    # The rotation is abandoned; the admin secret is fixed; the next rotation revokes the orphan.
     sm.update_secret_version_stage(SecretId=case.arn, VersionStage="AWSPENDING", RemoveFromVersionId=abandoned)
-    doc["provider"]["issue"]["key_path"] = good_path
-    sm.put_secret_value(SecretId=case.arn, SecretString=json.dumps(doc), VersionStages=["AWSCURRENT"])
+    admin_doc["provider"]["issue"]["key_path"] = good_path
+    sm.put_secret_value(SecretId=admin_arn, SecretString=json.dumps(admin_doc))
     case.rotate()
     assert issuer.live(prefix_of(case) + abandoned) == []
     assert alive(issuer, prefix_of(case)) == {case.current()["key_id"], case.initial["key_id"]}
@@ -509,6 +578,7 @@ def test_an_issue_response_without_the_key_and_the_orphan_it_leaves(api: ApiKeyT
     ("url", "accepted"),
     [
         ("https://api.example.com/v1/keys", True),
+        ("https://api.example.com:8443/v1/keys", True),
         ("http://127.0.0.1:8080/v1/keys", True),
         ("http://127.8.9.10/v1/keys", True),
         ("http://localhost/v1/keys", True),
@@ -522,13 +592,187 @@ def test_an_issue_response_without_the_key_and_the_orphan_it_leaves(api: ApiKeyT
     ],
 )
 def test_only_https_except_loopback(api: ApiKeyTarget, url: str, accepted: bool) -> None:
-    doc = {"mode": "generated", "key": "k" * 40, "verify": {"url": url}}
-    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:urls-AbCdEf"
+    listed = url.split("://", 1)[-1].split("/", 1)[0] or "api.example.com"
+    doc = {"hosts": [listed], "verify": {"url": url}}
     if accepted:
-        assert api.module.parse(json.dumps(doc), "current", arn).verify.host in url
+        assert api.config.parse_verify(json.dumps(doc)).host in url
     else:
-        with pytest.raises(ConfigurationError, match=r"field 'verify\.url' of the current secret"):
-            api.module.parse(json.dumps(doc), "current", arn)
+        with pytest.raises(ConfigurationError, match=r"field 'verify\.url' of the verify secret"):
+            api.config.parse_verify(json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    ("hosts", "url", "accepted"),
+    [
+        (["api.example.com"], "https://api.example.com/v1", True),
+        (["api.example.com"], "https://api.example.com:443/v1", True),
+        (["api.example.com"], "https://api.example.com:8443/v1", False),
+        (["api.example.com:8443"], "https://api.example.com:8443/v1", True),
+        (["api.example.com:8443"], "https://api.example.com/v1", False),
+        (["API.Example.com"], "https://api.example.COM/v1", True),
+        (["127.0.0.1"], "http://127.0.0.1/v1", True),
+        (["127.0.0.1"], "http://127.0.0.1:8080/v1", False),
+        (["[::1]:8443"], "http://[::1]:8443/v1", True),
+        (["other.example.com"], "https://api.example.com/v1", False),
+    ],
+)
+def test_hosts_allow_a_host_on_its_default_port_or_a_host_and_port(
+    api: ApiKeyTarget, hosts: list[str], url: str, accepted: bool
+) -> None:
+    doc = json.dumps({"hosts": hosts, "verify": {"url": url}})
+    if accepted:
+        api.config.parse_verify(doc)
+    else:
+        with pytest.raises(ConfigurationError, match="names a host and port that field 'hosts' of the verify secret"):
+            api.config.parse_verify(doc)
+
+
+# -- the older format: the provider described in the rotated secret -----------------------------
+def test_an_older_format_secret_rotates_with_the_admin_description_and_a_warning(
+    api: ApiKeyTarget, sm: Any, issuer: Issuer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = api.issued_secret()
+    doc["provider"] = api.legacy_provider()
+    case = new_case(api, sm, doc)
+    case.rotate()
+    case.rotate()
+    assert alive(issuer, prefix_of(case)) == {case.current()["key_id"], case.current()["previous_key_id"]}
+    assert not api.works(case.initial)
+    assert case.current()["provider"] == doc["provider"], "the fields are kept until their owner removes them"
+    warnings = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "deprecated" in line]
+    assert warnings, "a deprecation warning is logged"
+    assert set(warnings[0]["fields"]) == {f"provider.{n}" for n in ("admin_auth", "issue", "list", "revoke", "verify")}
+
+
+def test_an_older_format_secret_is_refused_until_the_admin_secret_has_the_description(
+    api: ApiKeyTarget, sm: Any, issuer: Issuer
+) -> None:
+    doc = api.issued_secret()
+    doc["provider"] = api.legacy_provider()
+    doc["provider"]["admin_secret_arn"] = api.admin_secret(provider=None)  # the admin secret as it was
+    case = new_case(api, sm, doc)
+    calls_before = sum(issuer.calls.values())
+    token = driver.start_rotation(sm, case.arn)
+    with pytest.raises(ConfigurationError, match=r"describes the provider \(fields 'provider\.admin_auth', ") as caught:
+        step(case, token, "createSecret")
+    assert "Move that description into field 'provider' of the admin secret" in str(caught.value)
+    assert pending_value(case, token) is None
+    assert sum(issuer.calls.values()) == calls_before
+
+
+def test_an_older_format_generated_secret(api: ApiKeyTarget, sm: Any, issuer: Issuer) -> None:
+    """Its verify description is refused alone, and ignored beside verify_secret_arn."""
+    realm = unique("svc")
+    doc = api.generated_secret(realm)
+    inline = {"url": f"{issuer.url}/services/{realm}/me", "auth": {"type": "header", "name": "X-Api-Key"}}
+    old = {k: v for k, v in doc.items() if k != "verify_secret_arn"} | {"verify": inline}
+    case = new_case(api, sm, old, strategy="generated")
+    token = driver.start_rotation(sm, case.arn)
+    with pytest.raises(ConfigurationError, match="field 'verify' of the current secret describes where"):
+        step(case, token, "createSecret")
+    assert pending_value(case, token) is None
+    migrating = {**old, "verify_secret_arn": doc["verify_secret_arn"]}
+    case = new_case(api, sm, migrating, strategy="generated")
+    api.issuer.add_realm(realm, lambda: api.held_keys(case.arn))
+    case.rotate()
+    assert api.works(case.current()) and case.current()["key"] != migrating["key"]
+
+
+# -- answers: size, compression, the urllib3 in use ---------------------------------------------
+def _gzip_bomb(size: int) -> bytes:
+    return gzip.compress(b"0" * size, compresslevel=9)
+
+
+@pytest.mark.parametrize(
+    "encoding", ["gzip", "gzip, gzip, gzip, gzip, gzip, gzip, gzip, gzip", "deflate", "br", "x-unknown"]
+)
+def test_a_compressed_answer_is_refused_and_never_decompressed(
+    api: ApiKeyTarget, sm: Any, issuer: Issuer, encoding: str
+) -> None:
+    case = new_case(api, sm, strategy="generated")
+    token = driver.start_rotation(sm, case.arn)
+    step(case, token, "createSecret")
+    bomb = _gzip_bomb(200 * 1024 * 1024)  # 200 MB of zeros in about 200 kB
+    assert len(bomb) < 1024 * 1024
+    issuer.inject("service", 200, headers={"Content-Encoding": encoding, "Content-Length": str(len(bomb))}, body=bomb)
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnreachableError, match="answered 200 with a compressed body"):
+            step(case, token, "testSecret")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 1024 * 1024, "the answer was never decompressed"
+    assert "AWSCURRENT" not in driver.stages(sm, case.arn)[token]
+
+
+def test_an_answer_larger_than_the_limit_is_refused(api: ApiKeyTarget, sm: Any, issuer: Issuer) -> None:
+    case = new_case(api, sm)
+    limit = sys.modules["provider_client"].MAX_RESPONSE_BYTES
+    body = json.dumps({"data": [], "padding": "x" * limit}).encode()
+    issuer.inject("list", 200, headers={"Content-Type": "application/json"}, body=body)
+    token = driver.start_rotation(sm, case.arn)
+    driver.run_steps(case.handler, case.arn, token, driver.STEPS[:2])
+    with pytest.raises(ConfigurationError, match=f"answered with more than {limit} bytes"):
+        step(case, token, "testSecret")
+
+
+@pytest.mark.parametrize(
+    ("version", "refused"),
+    [
+        ("1.26.19", True),  # the Lambda Python runtime's own copy, as of 2025
+        ("2.5.0", True),
+        ("2.6.0rc1", True),
+        ("2.6.0.dev0", True),
+        ("nonsense", True),
+        ("2.6.0", False),
+        ("2.6.3", False),
+        ("2.10.1", False),
+        ("3.0", False),
+    ],
+)
+def test_urllib3_versions_with_the_decompression_flaws_are_refused(version: str, refused: bool) -> None:
+    client = sys.modules["provider_client"]
+    problem = client.urllib3_problem(version)
+    assert (problem is not None) == refused
+    if refused and version[0].isdigit():
+        assert "CVE-2025-66471" in problem and "CVE-2025-66418" in problem and version in problem
+
+
+@pytest.mark.parametrize("strategy", ["generated", "issued"])
+def test_the_function_refuses_to_run_on_an_old_urllib3(
+    api: ApiKeyTarget, sm: Any, issuer: Issuer, strategy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import urllib3
+
+    case = new_case(api, sm, strategy=strategy)
+    monkeypatch.setattr(urllib3, "__version__", "2.5.0")
+    calls_before = sum(issuer.calls.values())
+    token = driver.start_rotation(sm, case.arn)
+    with pytest.raises(ConfigurationError, match=r"urllib3 2\.5\.0 is installed: versions before 2\.6\.0"):
+        step(case, token, "createSecret")
+    assert pending_value(case, token) is None
+    assert sum(issuer.calls.values()) == calls_before
+    monkeypatch.undo()
+    driver.run_steps(case.handler, case.arn, token)
+    assert api.works(case.current())
+
+
+# -- the examples in events/api_key/secrets ------------------------------------------------------
+EXAMPLES = Path(__file__).resolve().parents[2] / "events" / "api_key" / "secrets"
+EXAMPLE_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/api-key-AbCdEf"
+
+
+def test_the_example_secrets_are_in_the_current_format(api: ApiKeyTarget) -> None:
+    config = api.config
+    issued_doc = (EXAMPLES / "rotated-issued.json").read_text()
+    rotated = config.parse(issued_doc, "current", EXAMPLE_ARN)
+    assert rotated.mode == "issued" and rotated.legacy == () and rotated.admin_secret_arn
+    provider, _ = config.parse_admin((EXAMPLES / "admin.json").read_text(), EXAMPLE_ARN)
+    assert provider.issue.host == "api.acme.example" and provider.label_prefix.startswith("sm-")
+    generated_doc = config.parse((EXAMPLES / "rotated-generated.json").read_text(), "current", EXAMPLE_ARN)
+    assert generated_doc.mode == "generated" and generated_doc.verify_secret_arn
+    assert config.parse_verify((EXAMPLES / "verify.json").read_text()).name == "verify"
 
 
 def test_http_settings_are_parsed_at_the_edge() -> None:
@@ -541,16 +785,16 @@ def test_http_settings_are_parsed_at_the_edge() -> None:
 
 
 def test_reprs_never_show_a_key() -> None:
-    from tests.support import functions
-
-    app = functions.load("api_key")
+    app = load_module()
     key = "sk_live_" + "Q" * 40
     secret = app.parse(
         json.dumps({"mode": "generated", "key": key, "generate": {"prefix": "sk_live_", "length": 40}}),
         "current",
         "arn:aws:secretsmanager:us-east-1:123456789012:secret:repr-AbCdEf",
     )
-    reply = app.Reply(status=201, headers={"x-key": key}, body=json.dumps({"key": key}).encode())
+    reply = sys.modules["provider_client"].Reply(
+        status=201, headers={"x-key": key}, body=json.dumps({"key": key}).encode()
+    )
     for shown in (repr(secret), str(secret), repr(reply)):
         assert key not in shown
     assert "201" in repr(reply)

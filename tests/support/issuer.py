@@ -3,8 +3,10 @@
 Admin API (authenticated by the admin token: ``Authorization: Bearer <token>``,
 ``X-Admin-Token: <token>`` or Basic ``admin:<token>``):
 
-    POST   /admin/keys          {"name": label} -> 201 {"data": {"id", "secret", "name"}}
-                                honours Idempotency-Key: a repeated key answers the first response
+    POST   /admin/keys          {"name": label} -> 201 {"data": {"id", "secret", "name", "token"}}
+                                ("token" is "<id>.<secret>", a ready-made credential as some
+                                providers return); honours Idempotency-Key: a repeated key
+                                answers the first response
     GET    /admin/keys?prefix=  -> 200 {"data": [{"id", "name"}...]}  (live keys; never secrets)
     DELETE /admin/keys/<id>     -> 204, or 404 when the key is unknown or already revoked
 
@@ -15,7 +17,9 @@ Endpoints that accept a key (``X-Api-Key: <key>`` or ``Authorization: Bearer <ke
                                    realm reads them from Secrets Manager), else 401
 
 Switches for the tests: `inject` queues answers for a route (a status, a Retry-After, a
-delay before answering). Counters: `live`, `issued`, `calls`. Every key and the admin token
+delay before answering, or raw headers and body); `relabel` renames a key (as the user
+who created a secret's first key under the secret's label). Counters: `live`, `issued`,
+`calls`; `requests` records (method, path, Host header) of every request. Every key and the admin token
 are remembered for the session's log scan. The server stops when told, and by itself after
 `max_lifetime` seconds at the latest.
 """
@@ -54,6 +58,8 @@ class Fault:
     status: int | None  # None: answer normally, after the delay
     retry_after: str | None
     delay: float
+    headers: dict[str, str] | None = None  # with body: sent as they are (raw answer)
+    body: bytes | None = None
 
 
 class Issuer:
@@ -65,6 +71,7 @@ class Issuer:
         self._faults: dict[str, collections.deque[Fault]] = collections.defaultdict(collections.deque)
         self._realms: dict[str, Callable[[], Iterable[str]]] = {}
         self.calls: collections.Counter[str] = collections.Counter()
+        self.requests: list[tuple[str, str, str | None]] = []  # method, path, Host header
         self._server = ThreadingHTTPServer((HOST, 0), _handler_for(self))
         self._server.daemon_threads = True
         self._server.handle_error = _quiet  # type: ignore[method-assign]
@@ -108,6 +115,14 @@ class Issuer:
         with self._lock:
             return sum(1 for k in self._keys.values() if k.label.startswith(prefix))
 
+    def key(self, key_id: str) -> IssuedKey | None:
+        with self._lock:
+            return self._keys.get(key_id)
+
+    def relabel(self, key_id: str, label: str) -> None:
+        with self._lock:
+            self._keys[key_id].label = label
+
     def revoke(self, key_id: str) -> bool:
         with self._lock:
             key = self._keys.get(key_id)
@@ -127,10 +142,13 @@ class Issuer:
         times: int = 1,
         retry_after: str | None = None,
         delay: float = 0.0,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
     ) -> None:
-        """The next `times` requests to route (issue, list, revoke, verify, service) get this answer."""
+        """The next `times` requests to route (issue, list, revoke, verify, service) get this
+        answer; with body, the status, headers and body exactly as given."""
         for _ in range(times):
-            self._faults[route].append(Fault(status, retry_after, min(delay, MAX_DELAY)))
+            self._faults[route].append(Fault(status, retry_after, min(delay, MAX_DELAY), headers, body))
 
     def clear_faults(self) -> None:
         self._faults.clear()
@@ -148,11 +166,15 @@ class Issuer:
 
     def answer(self, method: str, path: str, headers: Any, body: bytes) -> tuple[int, dict[str, str], Any]:
         route = _route(method, path)
-        self.calls[route] += 1
+        with self._lock:
+            self.calls[route] += 1
+            self.requests.append((method, path, headers.get("Host")))
         fault = self._faults[route].popleft() if self._faults.get(route) else None
         if fault is not None and fault.status is not None:
             time.sleep(fault.delay)
             extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            if fault.body is not None:
+                return fault.status, {**extra, **(fault.headers or {})}, fault.body
             return fault.status, extra, {"error": "injected"}
         status, payload = self._handle(route, path, headers, body)
         if fault is not None:
@@ -193,7 +215,8 @@ class Issuer:
             if idempotency and idempotency in self._replies:
                 return self._replies[idempotency]
         key = self.issue(label)
-        reply = (201, {"data": {"id": key.id, "secret": key.secret, "name": key.label}})
+        data = {"id": key.id, "secret": key.secret, "name": key.label, "token": f"{key.id}.{key.secret}"}
+        reply = (201, {"data": data})
         if idempotency:
             with self._lock:
                 self._replies[idempotency] = reply
@@ -227,12 +250,13 @@ def _handler_for(issuer: Issuer) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             status, extra, payload = issuer.answer(self.command, self.path, self.headers, body)
-            data = b"" if payload is None else json.dumps(payload).encode()
+            raw = isinstance(payload, bytes)  # an injected answer, sent as it is
+            data = payload if isinstance(payload, bytes) else b"" if payload is None else json.dumps(payload).encode()
             with contextlib.suppress(OSError):  # the client gave up (a timeout test)
                 self.send_response(status)
                 for name, value in extra.items():
                     self.send_header(name, value)
-                if data:
+                if data and not raw:
                     self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
