@@ -115,6 +115,11 @@ class Issuer:
         with self._lock:
             return sum(1 for k in self._keys.values() if k.label.startswith(prefix))
 
+    def all_keys(self) -> list[IssuedKey]:
+        """Every key ever issued, revoked or not."""
+        with self._lock:
+            return list(self._keys.values())
+
     def key(self, key_id: str) -> IssuedKey | None:
         with self._lock:
             return self._keys.get(key_id)

@@ -1,0 +1,1 @@
+"""Attacks of the threat model (docs/security.md), each reproduced against real servers."""
