@@ -77,8 +77,11 @@ demo: system-deps venv
 bench: system-deps venv
 	$(PY) bench/bench.py
 
-build: sam-venv
+# sam build, then the check of every built package against the hash locks
+# (requirements.lock; scripts/deploy_lock.py says why it is checked after the build).
+build: sam-venv venv
 	PATH="$(PY_BIN):$$PATH" $(SAM) build
+	$(PY) scripts/deploy_lock.py verify .aws-sam/build
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

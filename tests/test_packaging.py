@@ -20,12 +20,21 @@ a file left out of a layer or a wrong handler path fails the rotation, and so th
 test_the_proof_catches_broken_packages checks that on purposely broken copies. Each
 function's deployed size (function plus layers, unzipped) is printed and must stay under
 Lambda's 250 MB limit.
+
+Both builds (x86_64 and arm64) are checked against the hash locks (requirements.lock beside
+each requirements.txt; scripts/deploy_lock.py): every installed package is a locked wheel,
+unchanged, and nothing else but the units' own source is there. A package the runtime also
+has (urllib3, which the API key function bundles for its fixed decompression limits) must be
+imported from the function's own copy.
 """
 
 from __future__ import annotations
 
+import email.parser
 import json
+import marshal
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +47,7 @@ import pytest
 import yaml
 from samtranslator.yaml_helper import yaml_parse
 
+from scripts import deploy_lock
 from tests.conftest import TARGETS
 from tests.support import driver
 
@@ -272,7 +282,7 @@ def run_built(
         "events": events,
         "out": str(out),
         "stdlib": stdlib,
-        "report": ["rotation_core", "aws_lambda_powertools", "boto3", "botocore", "psycopg2", "pymysql"],
+        "report": ["rotation_core", "aws_lambda_powertools", "psycopg2", "pymysql", *RUNTIME_MODULES],
     }
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -351,6 +361,8 @@ def test_arm64_build_has_aarch64_native_libraries(tmp_path_factory: pytest.TempP
     _sam_build(work, _python313(), "Architecture=arm64")
     template = yaml.safe_load((work / "build" / "template.yaml").read_text(encoding="utf-8"))
     _check_architecture(work / "build", template, "arm64")
+    # The aarch64 wheels come from pip downloads that check no hash: the lock is the check.
+    assert deploy_lock.verify_build(work / "build") == []
 
 
 def test_the_architecture_check_catches_a_wrong_build(build: Build) -> None:
@@ -363,6 +375,21 @@ def _fixture_for(engine: str) -> str | None:
         if fixture in (f"{engine}_harness", f"{engine}_target"):
             return fixture
     return None
+
+
+def _bundled_runtime_modules(folders: list[Path]) -> set[str]:
+    """The runtime's modules (RUNTIME_MODULES) that these function or layer folders bundle."""
+    roots = [root for folder in folders for root in (folder, folder / "python")]
+    return {m for m in RUNTIME_MODULES if any((r / m).is_dir() or (r / f"{m}.py").is_file() for r in roots)}
+
+
+def _runtime_copies_used(run: Run, build: Build, bundled: set[str]) -> list[str]:
+    """Bundled modules the function imported from the runtime's copy instead of its own."""
+    return [
+        f"{m}: {run.imported.get(m)}"
+        for m in sorted(bundled)
+        if run.imported.get(m) is None or str(run.imported[m]).startswith(str(build.runtime))
+    ]
 
 
 def test_build_is_quick_and_ships_no_boto3(build: Build) -> None:
@@ -414,6 +441,8 @@ def test_built_function_rotates_a_secret(
         )
         assert run.ok, f"{name} ({strategy}) failed through its built artifacts: {run.steps}\n{run.output[-3000:]}"
         assert not run.outside, f"{name} imported modules from outside its package: {run.outside}"
+        bundled = _bundled_runtime_modules([build.folder / build.function(name)["CodeUri"], *build.layer_folders(name)])
+        assert _runtime_copies_used(run, build, bundled) == [], f"{name} must use the copies it bundles"
         assert run.imported["rotation_core"] is not None
         assert str(run_dir / "opt") in str(run.imported["rotation_core"]), "rotation_core came from the layer"
         assert str(build.runtime) in str(run.imported["botocore"]), "botocore came from the runtime's copy"
@@ -450,6 +479,7 @@ def test_the_proof_catches_broken_packages(
     work = tmp_path
     task = work / "task"
     shutil.copytree(build.folder / build.function(name)["CodeUri"], task, symlinks=True)
+    bundled = _bundled_runtime_modules([task, *build.layer_folders(name)])
     layers = []
     for number, folder in enumerate(build.layer_folders(name)):
         copy = work / f"layer{number}"
@@ -488,5 +518,158 @@ def test_the_proof_catches_broken_packages(
         layer_folders=layers,
         handler=handler,
     )
-    assert not run.ok, f"the proof did not notice: {breakage}"
+    # A dependency the runtime also has (urllib3) is still found there: the proof is that the
+    # function used the copy the build bundles.
+    assert not run.ok or _runtime_copies_used(run, build, bundled), f"the proof did not notice: {breakage}"
+    if run.ok:
+        return
     assert "AWSCURRENT" not in driver.stages(sm, arn)[token]
+
+
+# --------------------------------------------------------------------------
+# The API key function's urllib3
+
+# 2.6.0 fixed the decompression bombs CVE-2025-66471 (streaming API) and CVE-2025-66418
+# (unbounded Content-Encoding chain); 2.6.3 and 2.7.0 fixed later bypasses. The function
+# reads whatever a provider (named by the secret's writer) answers.
+MIN_URLLIB3 = (2, 7, 0)
+
+
+def _dist_version(folder: Path, name: str) -> str:
+    (dist_info,) = [p for p in folder.glob("*.dist-info") if deploy_lock.canonical(p.name.split("-", 1)[0]) == name]
+    return str(email.parser.Parser().parsestr((dist_info / "METADATA").read_text(encoding="utf-8"))["Version"])
+
+
+def test_api_key_function_bundles_a_urllib3_without_the_decompression_flaws(build: Build) -> None:
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    name = next(n for n, engine in FUNCTIONS.items() if engine == "api_key")
+    task = build.folder / build.function(name)["CodeUri"]
+    version = _dist_version(task, "urllib3")
+    assert Version(version).release[:3] >= MIN_URLLIB3, f"urllib3 {version} has known decompression flaws"
+    # Its own copy wins: the rotation proof above checks the function imports urllib3 from it.
+    assert "urllib3" in _bundled_runtime_modules([task])
+    # The runtime's botocore imports that copy too (/var/task is first on sys.path): its own
+    # requirement for Python 3.13 must accept it (the stand-in is this project's botocore).
+    site = Path(sysconfig.get_paths()["purelib"])
+    metadata = email.parser.Parser().parsestr(
+        (next(site.glob("botocore-*.dist-info")) / "METADATA").read_text(encoding="utf-8")
+    )
+    requirements = [Requirement(r) for r in metadata.get_all("Requires-Dist") or []]
+    (urllib3,) = [r for r in requirements if r.name == "urllib3" and (r.marker is None or r.marker.evaluate())]
+    assert urllib3.specifier.contains(version), (
+        f"botocore wants urllib3 {urllib3.specifier}, the function has {version}"
+    )
+
+
+# --------------------------------------------------------------------------
+# The hash locks
+
+
+@pytest.mark.parametrize("unit", deploy_lock.units(), ids=lambda unit: unit.logical_id)
+def test_lock_agrees_with_requirements(unit: deploy_lock.Unit) -> None:
+    """One source of truth: requirements.txt pins the versions, the lock adds only the hashes."""
+    pins = deploy_lock.read_pins(unit.requirements)
+    lock = deploy_lock.read_lock(unit.lock)
+    assert {key: version for key, (_, version) in pins.items()} == {key: e.version for key, e in lock.items()}, (
+        f"{unit.lock.relative_to(ROOT)} is stale: run `.venv/bin/python scripts/deploy_lock.py lock`"
+    )
+    for key, entry in lock.items():
+        assert entry.wheels, key
+        assert sorted(entry.hashes) == sorted({w.sha256 for w in entry.wheels}), f"{key}: one --hash per wheel"
+        assert all(deploy_lock.canonical(w.filename.split("-", 1)[0]) == key for w in entry.wheels), key
+        assert all(f"-{entry.version}-" in w.filename for w in entry.wheels), key
+        pure = any(w.filename.endswith("-any.whl") for w in entry.wheels)
+        for machine in deploy_lock.PLATFORMS:
+            assert pure or any(machine in w.filename for w in entry.wheels), f"{key}: no {machine} wheel locked"
+
+
+def test_build_holds_exactly_the_locked_packages(build: Build) -> None:
+    assert deploy_lock.verify_build(build.folder) == []
+
+
+def _unit_copy(build: Build, logical_id: str, into: Path) -> tuple[deploy_lock.Unit, Path]:
+    (unit,) = [u for u in deploy_lock.units() if u.logical_id == logical_id]
+    copy = into / logical_id
+    shutil.copytree(build.folder / logical_id, copy, symlinks=True)
+    assert deploy_lock.verify_unit(unit, copy) == [], "the untouched copy passes"
+    return unit, copy
+
+
+def _set_record_hash(dist_info: Path, relative: str, data: bytes) -> None:
+    record = dist_info / "RECORD"
+    rows = deploy_lock.parse_record(record.read_text(encoding="utf-8"))
+    for row in rows:
+        if row[0] == relative:
+            row[1], row[2] = deploy_lock.record_hash(data), str(len(data))
+    record.write_text("".join(",".join(row) + "\n" for row in rows), encoding="utf-8")
+
+
+def _tamper(breakage: str, copy: Path) -> None:
+    """One way a build (or its cache) could differ from the locked wheels."""
+    if breakage == "file changed":
+        path = copy / "psycopg2" / "__init__.py"
+        path.write_bytes(path.read_bytes() + b"\nimport os\n")
+    elif breakage == "file and RECORD changed":
+        path = copy / "psycopg2" / "extras.py"
+        data = path.read_bytes() + b"\n# another release\n"
+        path.write_bytes(data)
+        _set_record_hash(next(copy.glob("psycopg2_binary-*.dist-info")), "psycopg2/extras.py", data)
+    elif breakage == "file added":
+        (copy / "psycopg2" / "_patch.py").write_text("print('hello')\n", encoding="utf-8")
+    elif breakage == "package not locked":
+        dist_info = copy / "extra-1.0.dist-info"
+        dist_info.mkdir()
+        (copy / "extra.py").write_text("X = 1\n", encoding="utf-8")
+        (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: extra\nVersion: 1.0\n", encoding="utf-8")
+        data = (copy / "extra.py").read_bytes()
+        (dist_info / "RECORD").write_text(
+            f"extra.py,{deploy_lock.record_hash(data)},{len(data)}\nextra-1.0.dist-info/RECORD,,\n", encoding="utf-8"
+        )
+    elif breakage == "package missing":
+        shutil.rmtree(next(copy.glob("psycopg2_binary-*.dist-info")))
+    elif breakage == "own source changed":
+        (copy / "app.py").write_text("lambda_handler = print\n", encoding="utf-8")
+    elif breakage == "compiled code replaced":
+        source = copy / "scramp" / "core.py"
+        pyc = copy / "scramp" / "__pycache__" / "core.cpython-313.pyc"
+        header = pyc.read_bytes()[:16]  # still names the real source's hash
+        code = compile(source.read_bytes() + b"\nLEAK = True\n", str(source), "exec", dont_inherit=True)
+        pyc.write_bytes(header + marshal.dumps(code))
+    else:
+        raise AssertionError(breakage)
+
+
+TAMPERING = {
+    "file changed": ("PostgresRotationFunction", r"psycopg2/__init__\.py differs from its RECORD hash"),
+    "file and RECORD changed": ("PostgresRotationFunction", r"not those of any locked wheel"),
+    "file added": ("PostgresRotationFunction", r"psycopg2/_patch\.py: neither from a locked wheel"),
+    "package not locked": ("PostgresRotationFunction", r"extra is not in requirements\.lock"),
+    "package missing": ("PostgresRotationFunction", r"psycopg2-binary is locked but not in the build"),
+    "own source changed": ("PostgresRotationFunction", r"app\.py: neither from a locked wheel"),
+    "compiled code replaced": ("RedshiftRotationFunction", r"core\.cpython-313\.pyc: its code differs"),
+}
+
+
+@pytest.mark.parametrize("breakage", sorted(TAMPERING))
+def test_the_lock_check_catches_a_tampered_build(breakage: str, build: Build, tmp_path: Path) -> None:
+    logical_id, expected = TAMPERING[breakage]
+    unit, copy = _unit_copy(build, logical_id, tmp_path)
+    _tamper(breakage, copy)
+    problems = deploy_lock.verify_unit(unit, copy)
+    assert any(re.search(expected, problem) for problem in problems), problems
+
+
+def test_the_lock_check_catches_a_version_the_lock_does_not_name(build: Build, tmp_path: Path) -> None:
+    unit, copy = _unit_copy(build, "MySqlRotationFunction", tmp_path)
+    lock = deploy_lock.read_lock(unit.lock)
+    other = tmp_path / "requirements.lock"
+    other.write_text(
+        unit.lock.read_text(encoding="utf-8").replace(f"pymysql=={lock['pymysql'].version}", "pymysql==0.0.1"),
+        encoding="utf-8",
+    )
+    elsewhere = deploy_lock.Unit(unit.logical_id, tmp_path, unit.resolves_dependencies)
+    shutil.copy(unit.requirements, tmp_path / "requirements.txt")
+    problems = deploy_lock.verify_unit(elsewhere, copy)
+    assert any(re.search(r"pymysql-.*: version .*, locked 0\.0\.1", problem) for problem in problems), problems
