@@ -137,6 +137,8 @@ _TRANSIENT_CODES = frozenset(
 )
 #: What the drivers say when the server offers no TLS at all (libpq; PyMySQL).
 _NO_TLS = ("does not support SSL", "SSL is required but the server doesn't support it")
+#: ... and when its certificate is not trusted (OpenSSL, through libpq, PyMySQL, ssl).
+_UNTRUSTED = ("certificate verify failed",)
 
 
 RESUMED = "the unfinished rotation's AWSPENDING version, resumed with its own token"
@@ -331,7 +333,7 @@ def is_transient(exc: BaseException) -> bool:
     from botocore.exceptions import ConnectionError as AwsConnectionError
 
     if isinstance(exc, UnreachableError):
-        return tls_refused_hint(str(exc), None) is None
+        return tls_hint(str(exc), None) is None  # TLS set up wrong stays wrong
     if isinstance(exc, RotationError):
         return False
     if isinstance(exc, ClientError):
@@ -340,8 +342,14 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, HTTPClientError | AwsConnectionError | ConnectionError | TimeoutError)
 
 
-def tls_refused_hint(message: str, host: str | None) -> str | None:
-    """What to do when the server offers no TLS at all, or None if that is not the failure."""
+def tls_hint(message: str, host: str | None) -> str | None:
+    """What to do when TLS cannot be set up (the server offers none, or its certificate is
+    not trusted), or None if that is not the failure."""
+    if any(marker in message for marker in _UNTRUSTED):
+        return (
+            "the server's certificate is not trusted: give the CA that signed it with --env DB_CA_BUNDLE=ca.pem "
+            "(Redshift: --env SSL_CERT_FILE=ca.pem), as the deployed function's configuration does"
+        )
     if not any(marker in message for marker in _NO_TLS):
         return None
     if host is not None and is_loopback(host):
@@ -647,7 +655,7 @@ class LocalRotation:
                     redactor.load(self.client, arn, [*_labelled_versions(self.client, arn), token])
                 hint = None
                 if isinstance(exc, UnreachableError):
-                    hint = tls_refused_hint(str(exc), _host_of(_safe_value(self.client, arn, None)))
+                    hint = tls_hint(str(exc), _host_of(_safe_value(self.client, arn, None)))
                 run = StepRun(
                     step,
                     False,

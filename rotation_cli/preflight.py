@@ -237,10 +237,17 @@ def _check_other(
     if pending_text is not None:
         _secret(lambda: parse(pending_text, "pending", arn))
     result.checks.append(f"the secret's fields ({rotation.name})")
-    admin = getattr(getattr(current, "provider", None), "admin_secret_arn", None)
-    if isinstance(admin, str) and admin:
-        _exists(client, admin, "admin", "provider.admin_secret_arn")
-        result.checks.append("the admin secret exists")
+    # The other secrets it names (read by the function only): the admin secret of issued
+    # keys, the verify secret of generated ones; older layouts kept them under "provider".
+    for owner, role, field_name in (
+        (current, "admin", "provider.admin_secret_arn"),
+        (getattr(current, "provider", None), "admin", "provider.admin_secret_arn"),
+        (current, "verify", "verify_secret_arn"),
+    ):
+        other = getattr(owner, f"{role}_secret_arn", None)
+        if isinstance(other, str) and other:
+            _exists(client, other, role, field_name)
+            result.checks.append(f"the {role} secret exists")
 
 
 def _exists(client: Any, secret_id: str, role: str, field_name: str) -> None:

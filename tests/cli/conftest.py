@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import socket
 import sys
 import threading
@@ -257,3 +258,197 @@ def wrong_password_secret(pg: PostgresHarness, sm: Any) -> str:
     pg.create_user(username, new_password())
     doc = pg.secret(username, new_password())
     return str(sm.create_secret(Name=unique("postgres-secret"), SecretString=json.dumps(doc))["ARN"])
+
+
+# -- subprocess runs of bin/rotate -----------------------------------------------------------
+@dataclass
+class ProcessRun:
+    code: int
+    out: str
+    err: str
+
+    def __str__(self) -> str:
+        return f"exit {self.code}\n{self.out}\n{self.err}"
+
+
+def run_bin(argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> ProcessRun:
+    """Run a command line (bin/rotate ... or a printed hint) as a user would."""
+    import subprocess
+
+    from rotation_cli import paths
+
+    done = subprocess.run(
+        argv,
+        cwd=cwd or str(paths.ROOT),
+        env=env if env is not None else dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    print(done.stdout)  # scanned for leaked secrets
+    print(done.stderr, file=sys.stderr)
+    return ProcessRun(done.returncode, done.stdout, done.stderr)
+
+
+def rotate_bin() -> str:
+    from rotation_cli import paths
+
+    return str(paths.ROOT / "bin" / "rotate")
+
+
+# -- network stand-ins -------------------------------------------------------------------------
+def non_loopback_name() -> tuple[str, str]:
+    """(a host name that is not written as loopback, the address it resolves to on this
+    machine): the machine's own name, which /etc/hosts usually maps to a local address."""
+    name = socket.gethostname()
+    try:
+        address = socket.gethostbyname(name)
+    except OSError:
+        pytest.skip(f"the host name {name!r} does not resolve here")
+    if name.lower() in ("localhost", "") or name.replace(".", "").isdigit():
+        pytest.skip("the host name is written as loopback")
+    try:
+        with socket.socket() as probe:
+            probe.bind((address, 0))
+    except OSError:
+        pytest.skip(f"cannot listen on {address}")
+    return name, address
+
+
+class ConnectionRecorder:
+    """A TCP port that only records whether anything connected to it."""
+
+    def __init__(self, address: str) -> None:
+        self.sock = socket.socket()
+        self.sock.bind((address, 0))
+        self.sock.listen(16)
+        self.port = int(self.sock.getsockname()[1])
+
+    def connected(self) -> bool:
+        self.sock.settimeout(0.3)
+        try:
+            conn, _ = self.sock.accept()
+        except TimeoutError:
+            return False
+        conn.close()
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class _Pump:
+    @staticmethod
+    def pipe(source: Any, target: Any) -> None:
+        try:
+            while chunk := source.recv(65536):
+                target.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                target.shutdown(socket.SHUT_WR)
+
+
+class TlsProxy:
+    """HTTPS in front of moto's server, for a host name that is not loopback: what a VPC
+    endpoint or a proxy looks like to the command (a real TLS server with its own CA)."""
+
+    def __init__(self, name: str, address: str, upstream: str, directory: str) -> None:
+        import ssl
+        from urllib.parse import urlsplit
+
+        from tests.support.tls import generate_server_tls
+
+        files = generate_server_tls(directory, dns_names=(name,), ip_addresses=())
+        self.ca_file = files.ca_file
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(files.cert_file, files.key_file)
+        target = urlsplit(upstream)
+        self.upstream = (str(target.hostname), int(target.port or 80))
+        self.sock = socket.socket()
+        self.sock.bind((address, 0))
+        self.sock.listen(64)
+        self.url = f"https://{name}:{self.sock.getsockname()[1]}"
+        self.connections = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        try:
+            tls = self.context.wrap_socket(conn, server_side=True)
+            upstream = socket.create_connection(self.upstream)
+        except OSError:
+            conn.close()
+            return
+        back = threading.Thread(target=_Pump.pipe, args=(upstream, tls), daemon=True)
+        back.start()
+        _Pump.pipe(tls, upstream)
+        back.join(timeout=30)
+        for sock in (tls, upstream):
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class PlainPostgres:
+    """What a PostgreSQL server without TLS (ssl = off) answers a client that asks for TLS:
+    the single byte 'N' to the SSLRequest (PostgreSQL documentation, "Frontend/Backend
+    Protocol", 55.2.10 SSL Session Encryption: "The server then responds with a single
+    byte containing S or N, indicating that it is willing or unwilling to perform SSL");
+    libpq with sslmode verify-full then gives up: "server does not support SSL, but SSL
+    was required"."""
+
+    SSL_REQUEST = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = int(self.sock.getsockname()[1])
+        self.ssl_requests = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    first = conn.recv(8)
+                    if first == self.SSL_REQUEST:
+                        self.ssl_requests += 1
+                        conn.sendall(b"N")
+                        conn.recv(1024)  # a client that goes on in clear text; libpq hangs up
+                except OSError:
+                    continue
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def unchanged_state(sm: Any, arn: str) -> tuple[Any, ...]:
+    """Everything about a secret that a refused command must leave as it was."""
+    described = sm.describe_secret(SecretId=arn)
+    versions = sm.list_secret_version_ids(SecretId=arn, IncludeDeprecated=True)["Versions"]
+    return (
+        {v: sorted(s) for v, s in described.get("VersionIdsToStages", {}).items()},
+        sorted(v["VersionId"] for v in versions),
+        bool(described.get("RotationEnabled")),
+        described.get("RotationLambdaARN"),
+    )
