@@ -79,9 +79,12 @@ class FaultPlan:
             raise InjectedFault(f"fault injected after external call {self.calls}")
 
 
-def instrument(case: RotationCase, plan: FaultPlan) -> None:
+def instrument(case: RotationCase, plan: FaultPlan) -> pytest.MonkeyPatch:
+    """Count every external call of the case's handler; undo() the returned patches before
+    instrumenting again (fault points may be module functions: statements, one by one)."""
     client = case.handler.client
     client.meta.events.register("after-call.secrets-manager", lambda **_: plan.tick())
+    patches = pytest.MonkeyPatch()
     for owner, name in case.target.fault_points(case.handler):
         original = getattr(owner, name)
 
@@ -90,18 +93,22 @@ def instrument(case: RotationCase, plan: FaultPlan) -> None:
             plan.tick()
             return result
 
-        setattr(owner, name, wrapped)
+        patches.setattr(owner, name, wrapped)
+    return patches
 
 
 def external_calls_per_step(case: RotationCase) -> dict[str, int]:
     plan = FaultPlan()
-    instrument(case, plan)
-    token = driver.start_rotation(case.sm, case.arn)
-    counts = {}
-    for step in driver.STEPS:
-        plan.calls = 0
-        case.handler(driver.event(case.arn, token, step), None)
-        counts[step] = plan.calls
+    patches = instrument(case, plan)
+    try:
+        token = driver.start_rotation(case.sm, case.arn)
+        counts = {}
+        for step in driver.STEPS:
+            plan.calls = 0
+            case.handler(driver.event(case.arn, token, step), None)
+            counts[step] = plan.calls
+    finally:
+        patches.undo()
     return counts
 
 
@@ -114,14 +121,17 @@ def test_fault_after_every_external_call_then_retry(case: RotationCase) -> None:
             case = RotationCase(case.target, case.sm, case.strategy)
             before = case.current()
             plan = FaultPlan()
-            instrument(case, plan)
-            token = driver.start_rotation(case.sm, case.arn)
-            driver.run_steps(case.handler, case.arn, token, driver.STEPS[:step_index])
-            plan.calls, plan.armed_at = 0, n
-            with pytest.raises(InjectedFault):
-                case.handler(driver.event(case.arn, token, step), None)
-            injected += 1
-            plan.armed_at = None
+            patches = instrument(case, plan)
+            try:
+                token = driver.start_rotation(case.sm, case.arn)
+                driver.run_steps(case.handler, case.arn, token, driver.STEPS[:step_index])
+                plan.calls, plan.armed_at = 0, n
+                with pytest.raises(InjectedFault):
+                    case.handler(driver.event(case.arn, token, step), None)
+                injected += 1
+            finally:
+                plan.armed_at = None
+                patches.undo()
             # At every moment some stored version logs in.
             assert case.works(case.current()) or case.works(
                 json.loads(driver.value(case.sm, case.arn, "AWSPENDING", token))
