@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -30,6 +31,9 @@ CONNECT_TIMEOUT = "CONNECT_TIMEOUT"
 # The master credential travels over verified TLS only. An operator (never a secret) may
 # let a master secret's own `"ssl": false` turn TLS off, for a server without TLS.
 ALLOW_PLAINTEXT_MASTER = "ALLOW_PLAINTEXT_MASTER"
+# MySQL alternating users: privileges (comma-separated names, e.g. BACKUP_ADMIN,FILE) the
+# master user may not grant that the clone is copied without, instead of failing setSecret.
+SKIP_UNGRANTABLE_PRIVILEGES = "SKIP_UNGRANTABLE_PRIVILEGES"
 # HTTP providers (API keys): the read timeout of each request, and the time budget of one
 # step for all its provider calls, retries and Retry-After waits included (connecting is
 # bounded by CONNECT_TIMEOUT). The budget stays below the function's 30 s timeout.
@@ -89,6 +93,7 @@ class PasswordPolicy:
 class ConnectionSettings:
     ca_bundle: str | None = None  # a PEM file; None: no system store was found (driver default)
     connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
+    skip_privileges: frozenset[str] = frozenset()  # SKIP_UNGRANTABLE_PRIVILEGES, upper case
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,24 @@ def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: in
     return value
 
 
+_PRIVILEGE_NAME = re.compile(r"[A-Z][A-Z_]*(?: [A-Z][A-Z_]*)*")
+
+
+def _privilege_names(env: Mapping[str, str], name: str) -> frozenset[str]:
+    """A comma-separated list of privilege names (MySQL's spelling: BACKUP_ADMIN, SHOW VIEW)."""
+    names = set()
+    for part in env.get(name, "").split(","):
+        privilege = " ".join(part.split()).upper()
+        if not privilege:
+            continue
+        if not _PRIVILEGE_NAME.fullmatch(privilege):
+            raise ConfigurationError(
+                f"environment variable {name} must be a comma-separated list of privilege names, e.g. BACKUP_ADMIN,FILE"
+            )
+        names.add(privilege)
+    return frozenset(names)
+
+
 def password_policy(env: Mapping[str, str]) -> PasswordPolicy:
     """Read the password policy; called by createSecret only, before anything is written."""
     return PasswordPolicy(
@@ -173,6 +196,7 @@ def load(env: Mapping[str, str]) -> Settings:
         connection=ConnectionSettings(
             ca_bundle=ca_bundle,
             connect_timeout=_integer(env, CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, 1, 300),
+            skip_privileges=_privilege_names(env, SKIP_UNGRANTABLE_PRIVILEGES),
         ),
         secrets_manager_endpoint=secrets_manager_endpoint(env),
         allow_plaintext_master=_flag(env, ALLOW_PLAINTEXT_MASTER, default=False),
