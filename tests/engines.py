@@ -331,7 +331,7 @@ class RedshiftHarness(DatabaseHarness):
 
         from psycopg2 import sql
 
-        from tests.support.redshift_shim import RedshiftShim
+        from tests.support.redshift_shim import RedshiftShim, emulate_catalogs
 
         url = os.environ.get("TEST_REDSHIFT_URL")
         if url:
@@ -350,6 +350,12 @@ class RedshiftHarness(DatabaseHarness):
                         sql.SQL("CREATE USER {} SUPERUSER PASSWORD %s").format(sql.Identifier(master_user)),
                         (leaks.remember(redshift_md5(master_password, master_user), "hash"),),
                     )
+            finally:
+                admin.close()
+            admin = server.admin_connect(cls.DBNAME)
+            try:  # Redshift's system views the engine reads, for PostgreSQL's own objects
+                with admin.cursor() as cur:
+                    emulate_catalogs(cur)
             finally:
                 admin.close()
             shim = RedshiftShim(server.info.host, server.info.port, server.info.ca_file, directory).start()
@@ -422,3 +428,23 @@ class RedshiftHarness(DatabaseHarness):
 
     def server_log(self) -> str:
         return self.server.log_text()
+
+    def mark_external(self, schema: str) -> None:
+        """Have the emulation list `schema` as an external (Spectrum) schema (SVV_EXTERNAL_SCHEMAS)."""
+        from psycopg2 import sql
+
+        from tests.support.redshift_shim import EXTERNAL_SCHEMA_MARK
+
+        conn = self.admin_connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    sql.SQL("COMMENT ON SCHEMA {} IS %s").format(sql.Identifier(schema)), (EXTERNAL_SCHEMA_MARK,)
+                )
+        finally:
+            conn.close()
+
+    def fault_points(self, handler: RotationFunction) -> list[tuple[object, str]]:
+        # GRANT on external schemas runs outside the transaction, one commit each: a fault
+        # after each one proves that a sync interrupted between them converges.
+        return [*super().fault_points(handler), (self.module, "_execute_outside_transaction")]

@@ -2,56 +2,44 @@
 
 The whole engine, top to bottom: connecting (TLS verify-full by default, a connect timeout
 on every connection), changing a password, and creating and re-syncing the alternate user.
-The rotation protocol and the strategies live in the rotation_core layer. A Serverless
-workgroup endpoint takes the same secret (host, port 5439, dbname, username, password).
+The rotation protocol and the strategies live in the rotation_core layer. docs/redshift.md
+lists every statement the function sends, what the pair group grants, what is mirrored, and
+which behaviour is verified against PostgreSQL behind the test shim or only against
+Redshift's documentation.
 
 - The password never travels in clear text: the function sends Redshift's md5 form,
-  'md5' + md5(password + user name), computed for the user the password belongs to, by its
-  name as Redshift stores it. A user name in double quotes keeps its case in Redshift
-  (whatever enable_case_sensitive_identifier says), and every name here is quoted, so the
-  stored name is the secret's `username`; single user checks it against current_user first
-  and refuses, changing nothing, when they differ.
+  'md5' + md5(password + user name), for the user's name as Redshift stores it. A user name
+  in double quotes keeps its case, and every name here is quoted, so the stored name must be
+  the secret's `username` exactly: single user checks current_user, the master looks the
+  users up; a name that differs only in letter case is refused, changing nothing.
 - Redshift's password rules are enforced whatever the environment asks: 8 to 64
   characters, at least one upper-case letter, one lower-case letter and one digit, none of
   ' " \\ / @ or space.
 - Identifiers are quoted by quote_ident (double quotes doubled, NUL refused); values go as
-  bound parameters (redshift_connector's "format" paramstyle, bound by the server). Utility
-  statements take no parameters, so the md5 form is written as a literal after checking it
-  is exactly 'md5' and 32 hexadecimal digits: it is not the password.
-- TLS: redshift_connector verifies the server against the system store (OpenSSL's
-  SSL_CERT_FILE included) plus the Redshift CA bundle it ships, and has no parameter for
-  another CA file, so DB_CA_BUNDLE does not apply to this function (set SSL_CERT_FILE in
-  the function's environment to trust another CA). With `ssl` absent or true the function
-  asks for sslmode verify-full explicitly: the driver's own default only warns when the
-  certificate does not name the host. The driver has no mode that encrypts without
-  verifying ("require"): it would fall back to its default, so none is offered. `"ssl":
-  false` turns TLS off, explicitly. CONNECT_TIMEOUT bounds connecting; after that, each read
-  waits at most STATEMENT_TIMEOUT seconds.
-- Alternating users (the master, a superuser, changes `<user>_clone` and `<user>`):
-  Redshift has no `SET role`, so objects keep the owner that created them. What the
-  function does instead, every rotation, so that nothing drifts:
-  1. the clone is put in every group the original is in, and taken out of every other;
-  2. a group for the pair, `<user>_pair` (created if missing; refused if anyone else is in
-     it), holds both users, and holds ALL on the databases, schemas, tables and views
-     either user owns; default privileges (ALTER DEFAULT PRIVILEGES FOR USER both GRANT ALL
-     ON TABLES TO GROUP pair) give it every table either creates from then on, so what one
-     user creates the other can read and write (not drop or alter: that stays the owner's);
-  3. the original's privileges on databases, schemas, tables and views that neither owns
-     (CREATE, TEMP; CREATE, USAGE; SELECT, INSERT, UPDATE, DELETE, REFERENCES) are mirrored
-     on the clone: granted when missing, revoked when the original no longer has them;
-  4. CREATEDB follows the original.
-  Schemas and tables are those of the secret's database. Privileges granted WITH GRANT
-  OPTION, per-user settings (ALTER USER ... SET) and Redshift roles (RBAC) are not copied.
+  bound parameters. Utility statements take no parameters, so the md5 form is written as a
+  literal after checking it is exactly 'md5' and 32 hexadecimal digits.
+- TLS: verify-full against the system store (SSL_CERT_FILE included) plus the driver's
+  Redshift CA bundle; DB_CA_BUNDLE does not apply (the driver takes no CA file). `"ssl":
+  false` turns TLS off, explicitly; there is no "encrypt without verifying" mode.
+  CONNECT_TIMEOUT bounds connecting; then each read waits at most STATEMENT_TIMEOUT seconds.
+- Alternating users (the master, a superuser, changes `<user>_clone` and `<user>`): Redshift
+  has no SET role, so every rotation re-syncs, in one transaction with
+  enable_case_sensitive_identifier on (mixed-case names resolve exactly):
+  1. the clone's groups to the original's, and CREATEDB;
+  2. the pair group `<user>_pair`, its name in lower case as Redshift stores group names
+     (refused if anyone else is in it): both users, ALL on the tables, views and schemas
+     either user owns, ALL on the local databases (USAGE on the datashare databases) either
+     owns, and default privileges ALL on the tables either creates;
+  3. the original's explicit grants on objects neither user owns, as the SVV_*_PRIVILEGES
+     views list them, mirrored on the clone (granted when missing, revoked when only the
+     clone has them): tables and views SELECT, INSERT, UPDATE, DELETE, DROP, REFERENCES,
+     ALTER, TRUNCATE; schemas CREATE, USAGE, ALTER, DROP; local databases CREATE, TEMP,
+     ALTER; datashare databases USAGE, ALTER; one database per statement.
+  External (Spectrum) schemas take USAGE only, and Redshift refuses GRANT on them inside a
+  transaction block: after the commit, each is its own statement and commit.
+  Schemas and tables are those of the secret's database. WITH GRANT OPTION, scoped
+  privileges, per-user settings and Redshift roles (RBAC) are not copied.
 - redshift_connector is imported only by the steps that connect (setSecret, testSecret).
-
-Tested against PostgreSQL 15 (md5 authentication) behind a small shim, through the real
-redshift_connector (tests/support/redshift_shim.py). Only a real Redshift can test: its
-md5 handling of user names (case folding at login), its password rules as the server
-enforces them, the SQL PostgreSQL also accepts but Redshift might not (has_*_privilege on
-every catalog object, ALTER DEFAULT PRIVILEGES FOR USER, GRANT ... TO GROUP), names of
-more than 63 bytes (PostgreSQL's limit; Redshift's is 127), tables with mixed-case names
-under enable_case_sensitive_identifier, require_ssl, the driver's bundled Redshift CAs,
-and Serverless endpoints.
 """
 
 from __future__ import annotations
@@ -97,34 +85,52 @@ AWS_DEFAULT_EXCLUDE = "/@\"'\\:"
 _MD5_FORM = re.compile(r"md5[0-9a-f]{32}")
 _AUTH_FAILURES = ("password authentication failed", "authentication failed", "does not exist", "password is expired")
 _CHUNK = 200  # objects per GRANT / REVOKE statement
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
-_TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "REFERENCES")
-_SCHEMA_PRIVILEGES = ("CREATE", "USAGE")
-_DATABASE_PRIVILEGES = ("CREATE", "TEMP")
+# What may be mirrored, by kind: the privilege types Redshift's GRANT takes (GRANT reference;
+# SVV_RELATION_PRIVILEGES, SVV_SCHEMA_PRIVILEGES, SVV_DATABASE_PRIVILEGES). Only these words
+# are ever written into a statement; anything else a catalog lists is left alone.
+_TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "DROP", "REFERENCES", "ALTER", "TRUNCATE")
+_SCHEMA_PRIVILEGES = ("CREATE", "USAGE", "ALTER", "DROP")
+_DATABASE_PRIVILEGES = {"local": ("CREATE", "TEMP", "ALTER"), "shared": ("USAGE", "ALTER")}
+_PRIVILEGE_SPELLINGS = {"TEMPORARY": "TEMP"}
 _NOT_SYSTEM = "substring({0}, 1, 3) <> 'pg_' AND {0} <> 'information_schema'"
-# Each catalog query returns: the object's name parts, its owner, then one boolean per
-# privilege, for the user given as every parameter.
-_TABLES = (
-    "SELECT schemaname, relname, owner, {checks} FROM ("
-    " SELECT schemaname, tablename AS relname, tableowner AS owner,"
-    " quote_ident(schemaname) || '.' || quote_ident(tablename) AS qualified FROM pg_tables"
-    " WHERE " + _NOT_SYSTEM.format("schemaname") + " UNION ALL"
-    " SELECT schemaname, viewname, viewowner,"
-    " quote_ident(schemaname) || '.' || quote_ident(viewname) FROM pg_views"
-    " WHERE " + _NOT_SYSTEM.format("schemaname") + ") AS relations ORDER BY 1, 2"
-).format(checks=", ".join(f"has_table_privilege(%s, qualified, '{p}')" for p in _TABLE_PRIVILEGES))
+# Catalog queries read names as text: no name resolution, so no mixed-case name can fail them.
+_CASE_SENSITIVE = "SET enable_case_sensitive_identifier TO true"
+_RELATIONS = (
+    "SELECT schemaname, tablename, tableowner FROM pg_tables WHERE " + _NOT_SYSTEM.format("schemaname") + " UNION ALL"
+    " SELECT schemaname, viewname, viewowner FROM pg_views WHERE " + _NOT_SYSTEM.format("schemaname") + " ORDER BY 1, 2"
+)
 _SCHEMAS = (
-    "SELECT n.nspname, u.usename, {checks} FROM pg_namespace n LEFT JOIN pg_user u ON u.usesysid = n.nspowner"
+    "SELECT n.nspname, u.usename FROM pg_namespace n LEFT JOIN pg_user u ON u.usesysid = n.nspowner"
     " WHERE " + _NOT_SYSTEM.format("n.nspname") + " ORDER BY 1"
-).format(checks=", ".join(f"has_schema_privilege(%s, n.nspname, '{p}')" for p in _SCHEMA_PRIVILEGES))
+)
+_EXTERNAL_SCHEMAS = "SELECT schemaname FROM svv_external_schemas"
 _DATABASES = (
-    "SELECT d.datname, u.usename, {checks} FROM pg_database d LEFT JOIN pg_user u ON u.usesysid = d.datdba ORDER BY 1"
-).format(checks=", ".join(f"has_database_privilege(%s, d.datname, '{p}')" for p in _DATABASE_PRIVILEGES))
-_USER = "SELECT usecreatedb FROM pg_user WHERE usename = %s"
+    "SELECT d.database_name, u.usename, d.database_type FROM svv_redshift_databases d"
+    " LEFT JOIN pg_user u ON u.usesysid = d.database_owner ORDER BY 1"
+)
+# Explicit grants to the two users (for schemas, to the pair group too): object, privilege, grantee.
+_RELATION_GRANTS = (
+    "SELECT namespace_name, relation_name, privilege_type, identity_name FROM svv_relation_privileges"
+    " WHERE identity_type = 'user' AND identity_name IN (%s, %s)"
+)
+_SCHEMA_GRANTS = (
+    "SELECT namespace_name, privilege_type, identity_type, identity_name FROM svv_schema_privileges"
+    " WHERE COALESCE(privilege_scope, 'SCHEMA') = 'SCHEMA' AND ((identity_type = 'user' AND identity_name IN (%s, %s))"
+    " OR (identity_type = 'group' AND identity_name = %s))"
+)
+_DATABASE_GRANTS = (
+    "SELECT database_name, privilege_type, identity_name FROM svv_database_privileges"
+    " WHERE COALESCE(privilege_scope, 'DATABASE') = 'DATABASE' AND identity_type = 'user' AND identity_name IN (%s, %s)"
+)
+_USER = "SELECT usename, usecreatedb FROM pg_user WHERE lower(usename) = lower(%s)"
 _GROUPS_OF = "SELECT g.groname FROM pg_group g, pg_user u WHERE u.usename = %s AND u.usesysid = ANY(g.grolist)"
 _MEMBERS_OF = "SELECT u.usename FROM pg_group g, pg_user u WHERE g.groname = %s AND u.usesysid = ANY(g.grolist)"
 _GROUP = "SELECT groname FROM pg_group WHERE groname = %s"
 _POWERS = "SELECT usename, usesuper, usecreatedb FROM pg_user WHERE usename IN (%s, %s)"
+_ORIGINAL_CASE = "field 'username' and the name of the user Redshift stores"
+_CLONE_CASE = "the name '<username>_clone' and the name of the alternate user Redshift stores"
 _CLEARTEXT_REQUEST = 3  # AuthenticationCleartextPassword (PostgreSQL wire protocol, which Redshift speaks)
 # Set while the master logs in: a server asking for the password in clear text is refused.
 _refuse_cleartext: contextvars.ContextVar[bool] = contextvars.ContextVar("refuse_cleartext", default=False)
@@ -244,9 +250,82 @@ def _transaction(conn: Connection) -> Iterator[None]:
     conn.commit()
 
 
+def _execute_outside_transaction(conn: Connection, statement: str) -> None:
+    """One statement in a commit of its own: Redshift refuses GRANT and REVOKE on an external
+    resource inside a transaction block (GRANT reference, usage notes)."""
+    previous = conn.autocommit
+    conn.autocommit = True
+    try:
+        _execute(conn, statement)
+    finally:
+        conn.autocommit = previous
+
+
 def _in_chunks(names: Sequence[str]) -> Iterator[str]:
     for start in range(0, len(names), _CHUNK):
         yield ", ".join(names[start : start + _CHUNK])
+
+
+def fold_name(name: str) -> str:
+    """A name as Redshift stores it when it folds: ASCII letters in lower case, every other
+    character as it is ("Names and identifiers"). Group names are always folded."""
+    return name.translate(_ASCII_LOWER)
+
+
+def pair_group(original: str) -> str:
+    return fold_name(original + PAIR_GROUP_SUFFIX)
+
+
+def _stored_user(conn: Connection, name: str, which: str) -> tuple[Any, ...] | None:
+    """The user's pg_user row (name, usecreatedb) by its exact name; None when there is no user
+    of any letter case; refused when only a name differing in letter case exists, since every
+    statement here quotes the name and an md5 form for another spelling never matches."""
+    rows = _rows(conn, _USER, (name,))
+    exact = [row for row in rows if row[0] == name]
+    if exact:
+        return exact[0]
+    if rows:
+        raise ConfigurationError(
+            f"{which} differ only in letter case (Redshift keeps the case of quoted user names and folds "
+            "unquoted ones to lower case when the user is created); put the name exactly as Redshift stores it in "
+            "the secret's field 'username', or rename the user (ALTER USER ... RENAME TO)"
+        )
+    return None
+
+
+def _privileges(
+    rows: Sequence[tuple[Any, ...]], parts: int, allowed: Sequence[str]
+) -> dict[str, set[tuple[tuple[str, ...], str]]]:
+    """{grantee: {(object name parts, privilege)}} for the privilege types in `allowed`."""
+    held: dict[str, set[tuple[tuple[str, ...], str]]] = {}
+    for row in rows:
+        privilege = str(row[parts]).upper()
+        privilege = _PRIVILEGE_SPELLINGS.get(privilege, privilege)
+        if privilege in allowed:
+            held.setdefault(str(row[-1]), set()).add((tuple(str(part) for part in row[:parts]), privilege))
+    return held
+
+
+def _mirror(
+    kind: str,
+    keys: Sequence[tuple[str, ...]],
+    allowed: Sequence[str],
+    held: dict[str, set[tuple[tuple[str, ...], str]]],
+    users: tuple[str, str],
+) -> list[str]:
+    """GRANT to the clone what the original holds on `keys` and the clone lacks, REVOKE what
+    only the clone holds: one statement per privilege and chunk of objects."""
+    original, clone = users
+    wanted, has = held.get(original, set()), held.get(clone, set())
+    statements: list[str] = []
+    for verb, chosen, preposition in (("GRANT", wanted - has, "TO"), ("REVOKE", has - wanted, "FROM")):
+        for privilege in allowed:
+            names = [".".join(map(quote_ident, key)) for key in keys if (key, privilege) in chosen]
+            statements.extend(
+                f"{verb} {privilege} ON {kind} {chunk} {preposition} {quote_ident(clone)}"
+                for chunk in _in_chunks(names)
+            )
+    return statements
 
 
 class RedshiftEngine:
@@ -320,7 +399,7 @@ class RedshiftEngine:
 
     def set_password(self, conn: Connection, username: str, password: Sensitive) -> None:
         with _transaction(conn):
-            if not _rows(conn, _USER, (username,)):
+            if _stored_user(conn, username, _ORIGINAL_CASE) is None:
                 raise ConfigurationError("the user named by field 'username' does not exist in the database")
             self._alter_password(conn, username, password, "master user")
 
@@ -329,16 +408,17 @@ class RedshiftEngine:
         """Redshift has no tie between two users: the clone stands when it is no superuser,
         has no CREATEDB and is in no group, beyond the original."""
         with _transaction(conn):
-            powers = {row[0]: row[1:] for row in _rows(conn, _POWERS, (original, clone))}
-            if clone not in powers:
+            _stored_user(conn, original, _ORIGINAL_CASE)
+            if _stored_user(conn, clone, _CLONE_CASE) is None:
                 return None
+            powers = {row[0]: row[1:] for row in _rows(conn, _POWERS, (original, clone))}
             mine = powers.get(original, (False, False))
             beyond = [
                 name
                 for name, has, has_too in zip(("SUPERUSER", "CREATEDB"), powers[clone], mine, strict=True)
                 if has and not has_too
             ]
-            pair = original + PAIR_GROUP_SUFFIX
+            pair = pair_group(original)
             groups = {row[0] for row in _rows(conn, _GROUPS_OF, (clone,))} - {pair}
             if groups - {row[0] for row in _rows(conn, _GROUPS_OF, (original,))}:
                 beyond.append("groups")
@@ -346,23 +426,32 @@ class RedshiftEngine:
 
     def sync_clone(self, conn: Connection, original: str, clone: str, password: Sensitive | None) -> None:
         with _transaction(conn):
-            source = _rows(conn, _USER, (original,))
-            if not source:
+            source = _stored_user(conn, original, _ORIGINAL_CASE)
+            if source is None:
                 raise ConfigurationError("the user named by field 'username' does not exist in the database")
-            target = _rows(conn, _USER, (clone,))
-            if not target:
+            target = _stored_user(conn, clone, _CLONE_CASE)
+            create = None
+            if target is None:
                 if password is None:
                     raise ConfigurationError("the alternate user does not exist and no pending password creates it")
-                _execute(conn, f"CREATE USER {quote_ident(clone)} {_password_clause(password, clone)}")
-                target = [(False,)]
+                create = f"CREATE USER {quote_ident(clone)} {_password_clause(password, clone)}"
+            # Every name below is quoted: with this on, mixed-case tables and schemas (made
+            # with the setting on) resolve to themselves instead of their lower-case folding.
+            _execute(conn, _CASE_SENSITIVE)
+            if create is not None:
+                _execute(conn, create)
             elif password is not None:
                 self._alter_password(conn, clone, password, "master user")
-            if bool(source[0][0]) != bool(target[0][0]):
-                _execute(conn, f"ALTER USER {quote_ident(clone)} {'CREATEDB' if source[0][0] else 'NOCREATEDB'}")
-            pair = original + PAIR_GROUP_SUFFIX
+            if bool(source[1]) != bool(target[1] if target is not None else False):
+                _execute(conn, f"ALTER USER {quote_ident(clone)} {'CREATEDB' if source[1] else 'NOCREATEDB'}")
+            pair = pair_group(original)
             self._sync_groups(conn, original, clone, pair)
             self._sync_pair_group(conn, original, clone, pair)
-            self._sync_privileges(conn, original, clone, pair)
+            later = self._sync_privileges(conn, original, clone, pair)
+        # Committed: now what Redshift refuses inside a transaction block, one commit each.
+        # Each is idempotent, so a failure after any of them converges on the next run.
+        for statement in later:
+            _execute_outside_transaction(conn, statement)
 
     @staticmethod
     def _sync_groups(conn: Connection, original: str, clone: str, pair: str) -> None:
@@ -394,50 +483,58 @@ class RedshiftEngine:
         )
 
     @staticmethod
-    def _sync_privileges(conn: Connection, original: str, clone: str, pair: str) -> None:
-        grants: list[str] = []
-        kinds = (
-            ("TABLE", _TABLES, _TABLE_PRIVILEGES, 2),
-            ("SCHEMA", _SCHEMAS, _SCHEMA_PRIVILEGES, 1),
-            ("DATABASE", _DATABASES, _DATABASE_PRIVILEGES, 1),
+    def _sync_privileges(conn: Connection, original: str, clone: str, pair: str) -> list[str]:
+        """Run, in the transaction, the grants of the pair's own objects and the mirror of the
+        original's grants; return the statements that must run outside it (external schemas)."""
+        users = (original, clone)
+        group = quote_ident(pair)
+        statements: list[str] = []
+        external = {row[0] for row in _rows(conn, _EXTERNAL_SCHEMAS)}
+
+        # Tables and views.
+        relations = [row for row in _rows(conn, _RELATIONS) if row[0] not in external]
+        owned = [quote_ident(row[0]) + "." + quote_ident(row[1]) for row in relations if row[2] in users]
+        statements.extend(f"GRANT ALL ON TABLE {chunk} TO GROUP {group}" for chunk in _in_chunks(owned))
+        others = [(str(row[0]), str(row[1])) for row in relations if row[2] not in users]
+        held = _privileges(_rows(conn, _RELATION_GRANTS, users), 2, _TABLE_PRIVILEGES)
+        statements.extend(_mirror("TABLE", others, _TABLE_PRIVILEGES, held, users))
+
+        # Schemas: local ones here; external ones (USAGE only) after the commit.
+        schemas = _rows(conn, _SCHEMAS)
+        grants = _rows(conn, _SCHEMA_GRANTS, (*users, pair))
+        held = _privileges([(*row[:2], row[3]) for row in grants if row[2] == "user"], 1, _SCHEMA_PRIVILEGES)
+        pair_usage = {str(row[0]) for row in grants if row[2] == "group" and str(row[1]).upper() == "USAGE"}
+        local = [row for row in schemas if row[0] not in external]
+        owned = [quote_ident(row[0]) for row in local if row[1] in users]
+        statements.extend(f"GRANT ALL ON SCHEMA {chunk} TO GROUP {group}" for chunk in _in_chunks(owned))
+        statements.extend(
+            _mirror("SCHEMA", [(str(row[0]),) for row in local if row[1] not in users], _SCHEMA_PRIVILEGES, held, users)
         )
-        for kind, query, privileges, name_parts in kinds:
-            params = len(privileges)
-            of_original = {row[:name_parts]: row for row in _rows(conn, query, (original,) * params)}
-            of_clone = {row[:name_parts]: row for row in _rows(conn, query, (clone,) * params)}
-            to_pair: list[str] = []
-            add: dict[str, list[str]] = {p: [] for p in privileges}
-            remove: dict[str, list[str]] = {p: [] for p in privileges}
-            for key, row in of_original.items():
-                other = of_clone.get(key)
-                if other is None:
-                    continue
-                name = ".".join(quote_ident(part) for part in key)
-                owner = row[name_parts]
-                has_original = row[name_parts + 1 :]
-                has_clone = other[name_parts + 1 :]
-                if owner in (original, clone):
-                    # The pair's own objects: both users reach them through the pair group.
-                    if not all(has_clone if owner == original else has_original):
-                        to_pair.append(name)
-                    continue
-                for privilege, by_original, by_clone in zip(privileges, has_original, has_clone, strict=True):
-                    if by_original and not by_clone:
-                        add[privilege].append(name)
-                    elif by_clone and not by_original:
-                        remove[privilege].append(name)
-            grants.extend(f"GRANT ALL ON {kind} {names} TO GROUP {quote_ident(pair)}" for names in _in_chunks(to_pair))
-            for privilege in privileges:
-                grants.extend(
-                    f"GRANT {privilege} ON {kind} {names} TO {quote_ident(clone)}"
-                    for names in _in_chunks(add[privilege])
+        later = [
+            f"GRANT USAGE ON SCHEMA {quote_ident(row[0])} TO GROUP {group}"
+            for row in schemas
+            if row[0] in external and row[1] in users and row[0] not in pair_usage
+        ]
+        for row in schemas:
+            if row[0] in external and row[1] not in users:
+                later.extend(_mirror("SCHEMA", [(str(row[0]),)], ("USAGE",), held, users))
+
+        # Databases, one per statement: Redshift refuses a GRANT that names databases made
+        # from datashares together with local ones; datashare databases take USAGE.
+        held = _privileges(_rows(conn, _DATABASE_GRANTS, users), 1, ("CREATE", "TEMP", "USAGE", "ALTER"))
+        for name, owner, kind in _rows(conn, _DATABASES):
+            shared = str(kind).lower() == "shared"
+            if owner in users:
+                statements.append(
+                    f"GRANT {'USAGE' if shared else 'ALL'} ON DATABASE {quote_ident(name)} TO GROUP {group}"
                 )
-                grants.extend(
-                    f"REVOKE {privilege} ON {kind} {names} FROM {quote_ident(clone)}"
-                    for names in _in_chunks(remove[privilege])
-                )
-        for statement in grants:
+            else:
+                allowed = _DATABASE_PRIVILEGES["shared" if shared else "local"]
+                statements.extend(_mirror("DATABASE", [(str(name),)], allowed, held, users))
+
+        for statement in statements:
             _execute(conn, statement)
+        return later
 
     def check(self, conn: Connection) -> None:
         _rows(conn, "SELECT 1")

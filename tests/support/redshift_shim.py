@@ -18,25 +18,40 @@ certificate of its own CA (the tests trust it through SSL_CERT_FILE, as the driv
 ``load_default_certs`` honours that variable), drops the Redshift-only start-up
 parameters (recording them in ``dropped_parameters``), opens the upstream session over
 TLS when, and only when, the driver asked for TLS (so ``pg_stat_ssl`` tells what the
-driver did), and reports ``server_version`` 8.0.2 as Redshift does. Nothing else is
-changed: every statement reaches PostgreSQL as the engine sent it, and PostgreSQL's
-answers and errors reach the driver as they are. Redshift SQL that PostgreSQL lacks is
-not faked here.
+driver did), and reports ``server_version`` 8.0.2 as Redshift does. One statement is
+changed: Redshift's ``SET enable_case_sensitive_identifier TO true|false`` becomes a
+setting PostgreSQL accepts (``redshift_emulation.enable_case_sensitive_identifier``),
+recorded in ``emulated_settings``: PostgreSQL never folds a quoted identifier, so it
+behaves as Redshift does with the setting on. Every other statement reaches PostgreSQL
+as the engine sent it, and PostgreSQL's answers and errors reach the driver as they are.
+
+``emulate_catalogs`` creates, in a database of the emulation, the Redshift system views
+the engine reads (SVV_REDSHIFT_DATABASES, SVV_EXTERNAL_SCHEMAS, SVV_RELATION_PRIVILEGES,
+SVV_SCHEMA_PRIVILEGES, SVV_DATABASE_PRIVILEGES), with Redshift's names and columns,
+answering for PostgreSQL's own objects what Redshift would for local ones: every database
+"local"; explicit grants from the objects' ACLs (identity_type "user" for a role that
+logs in, "group" for one that does not, "public"). A schema whose comment is
+``EXTERNAL_SCHEMA_MARK`` is listed as an external (Spectrum) schema, eskind 1: PostgreSQL
+has none, and the tests mark one to drive the engine's external-schema path. Redshift SQL
+that PostgreSQL lacks (DROP and ALTER privileges on tables, databases made from
+datashares, the refusal of GRANT on external schemas inside a transaction) is not faked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import select
 import socket
 import ssl
 import struct
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from .tls import generate_server_tls
 
-__all__ = ["REDSHIFT_SERVER_VERSION", "RedshiftShim"]
+__all__ = ["EXTERNAL_SCHEMA_MARK", "REDSHIFT_SERVER_VERSION", "RedshiftShim", "emulate_catalogs"]
 
 REDSHIFT_SERVER_VERSION = "8.0.2"
 _SSL_REQUEST = 80877103
@@ -48,6 +63,53 @@ _POSTGRES_STARTUP_PARAMETERS = frozenset(
     {"user", "database", "application_name", "options", "client_encoding", "DateStyle", "TimeZone"}
 )
 _TIMEOUT = 30.0
+_CASE_SETTING = re.compile(rb"\s*SET\s+enable_case_sensitive_identifier\s+TO\s+(true|false)\s*;?\s*", re.IGNORECASE)
+EXTERNAL_SCHEMA_MARK = "redshift-emulation: external schema"
+
+# identity_id, identity_name, identity_type of an ACL grantee (0 is PUBLIC).
+_IDENTITY = """a.grantee::bigint::int AS identity_id,
+    CASE WHEN a.grantee = 0 THEN 'public' ELSE r.rolname::text END AS identity_name,
+    CASE WHEN a.grantee = 0 THEN 'public' WHEN r.rolcanlogin THEN 'user' ELSE 'group' END AS identity_type,
+    a.is_grantable AS admin_option"""
+_CATALOG_VIEWS = {
+    "svv_redshift_databases": """
+SELECT d.datname::varchar(128) AS database_name, d.datdba::bigint::int AS database_owner,
+    'local'::varchar(32) AS database_type, NULL::varchar(128) AS database_acl,
+    NULL::varchar(128) AS database_options, 'Serializable'::varchar(128) AS database_isolation_level
+FROM pg_database d WHERE NOT d.datistemplate""",
+    "svv_external_schemas": f"""
+SELECT n.oid AS esoid, 1::smallint AS eskind, n.nspname AS schemaname, n.nspowner::bigint::int AS esowner,
+    'emulated'::text AS databasename, NULL::text AS esoptions
+FROM pg_namespace n WHERE obj_description(n.oid, 'pg_namespace') = '{EXTERNAL_SCHEMA_MARK}'""",
+    "svv_relation_privileges": f"""
+SELECT n.nspname::text AS namespace_name, c.relname::text AS relation_name, a.privilege_type::text AS privilege_type,
+    {_IDENTITY}
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN LATERAL aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee
+WHERE c.relkind IN ('r', 'v', 'm', 'p') AND a.privilege_type <> 'TRIGGER'""",
+    "svv_schema_privileges": f"""
+SELECT n.nspname::text AS namespace_name, a.privilege_type::text AS privilege_type, {_IDENTITY},
+    'SCHEMA'::text AS privilege_scope
+FROM pg_namespace n CROSS JOIN LATERAL aclexplode(COALESCE(n.nspacl, acldefault('n', n.nspowner))) a
+LEFT JOIN pg_roles r ON r.oid = a.grantee""",
+    "svv_database_privileges": f"""
+SELECT d.datname::text AS database_name, a.privilege_type::text AS privilege_type, {_IDENTITY},
+    'DATABASE'::text AS privilege_scope
+FROM pg_database d CROSS JOIN LATERAL aclexplode(COALESCE(d.datacl, acldefault('d', d.datdba))) a
+LEFT JOIN pg_roles r ON r.oid = a.grantee
+WHERE NOT d.datistemplate AND a.privilege_type <> 'CONNECT'""",
+}
+
+
+def emulate_catalogs(cursor: Any) -> None:
+    """Create the Redshift system views the engine reads, in pg_catalog of the cursor's
+    database (as Redshift has them: found without a schema name, never synced as user objects).
+    Needs a superuser session (allow_system_table_mods)."""
+    cursor.execute("SET allow_system_table_mods = on")
+    for name, query in _CATALOG_VIEWS.items():
+        cursor.execute(f"CREATE OR REPLACE VIEW pg_catalog.{name} AS {query}")
+        cursor.execute(f"GRANT SELECT ON pg_catalog.{name} TO PUBLIC")
+    cursor.execute("RESET allow_system_table_mods")
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:
@@ -105,6 +167,43 @@ class _ServerMessages:
         return b"".join(out)
 
 
+class _ClientMessages:
+    """Rewrites the driver's message stream: Redshift's case-sensitivity setting only, in a
+    Parse ('P') or simple Query ('Q') message."""
+
+    def __init__(self, seen: list[str]) -> None:
+        self._buffer = b""
+        self._seen = seen
+
+    def feed(self, data: bytes) -> bytes:
+        self._buffer += data
+        out = []
+        while len(self._buffer) >= 5:
+            kind = self._buffer[:1]
+            (length,) = struct.unpack("!i", self._buffer[1:5])
+            if len(self._buffer) < 1 + length:
+                break
+            message, self._buffer = self._buffer[: 1 + length], self._buffer[1 + length :]
+            if kind == b"P":
+                name, rest = message[5:].split(b"\x00", 1)
+                query, rest = rest.split(b"\x00", 1)
+                payload = name + b"\x00" + self._rewrite(query) + b"\x00" + rest
+                message = b"P" + struct.pack("!i", len(payload) + 4) + payload
+            elif kind == b"Q":
+                payload = self._rewrite(message[5:].split(b"\x00", 1)[0]) + b"\x00"
+                message = b"Q" + struct.pack("!i", len(payload) + 4) + payload
+            out.append(message)
+        return b"".join(out)
+
+    def _rewrite(self, query: bytes) -> bytes:
+        match = _CASE_SETTING.fullmatch(query)
+        if match is None:
+            return query
+        value = match.group(1).lower()
+        self._seen.append(value.decode())
+        return b"SET redshift_emulation.enable_case_sensitive_identifier TO " + value
+
+
 class RedshiftShim:
     """Listens on 127.0.0.1 and relays each connection to ``upstream`` (a PostgreSQL).
 
@@ -129,6 +228,7 @@ class RedshiftShim:
         self.tls = generate_server_tls(directory, dns_names=dns_names, ip_addresses=ip_addresses)
         self.dropped_parameters: set[str] = set()
         self.sessions: list[bool] = []  # per connection: did the driver use TLS?
+        self.emulated_settings: list[str] = []  # enable_case_sensitive_identifier values set
         self._server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._server_context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
         self._upstream_context = ssl.create_default_context(cafile=upstream_ca_file)
@@ -200,7 +300,7 @@ class RedshiftShim:
             with self._lock:
                 self.sessions.append(use_tls)
             upstream.sendall(_startup_message(self._postgres_parameters(body)))
-            self._relay(client, upstream)
+            self._relay(client, upstream, _ClientMessages(self.emulated_settings))
         except (OSError, ConnectionError, ValueError, struct.error):
             return
         finally:
@@ -241,7 +341,7 @@ class RedshiftShim:
         return kept
 
     @staticmethod
-    def _relay(client: socket.socket, upstream: socket.socket) -> None:
+    def _relay(client: socket.socket, upstream: socket.socket, requests: _ClientMessages) -> None:
         messages = _ServerMessages()
         peers = {client: upstream, upstream: client}
         while True:
@@ -260,4 +360,6 @@ class RedshiftShim:
                     if data:
                         client.sendall(data)
                 else:
-                    upstream.sendall(data)
+                    data = requests.feed(data)
+                    if data:
+                        upstream.sendall(data)
