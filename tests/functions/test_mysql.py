@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from rotation_core import AuthenticationError, ConfigurationError, UnreachableError
+from rotation_core import settings as config
 from rotation_core.credentials import DatabaseSecret
 from rotation_core.settings import ConnectionSettings
 from rotation_core.values import Sensitive
@@ -262,18 +263,123 @@ def test_an_account_that_does_not_use_mysql_native_password_is_refused(my: MySQL
     assert my.admin_execute("SELECT plugin FROM mysql.user WHERE User = %s", (username,)) == [("ed25519",)]
 
 
-def test_the_master_user_lacking_a_privilege_is_a_clear_error(my: MySQLHarness, sm: Any) -> None:
-    """The clone cannot get more than the master may grant: the error says so, without values."""
+def emf(text: str, name: str) -> list[dict[str, Any]]:
+    """The EMF metric records in captured stdout that carry metric `name`."""
+    records = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    return [record for record in records if "_aws" in record and name in record]
+
+
+def log_records(text: str, message: str) -> list[dict[str, Any]]:
+    records = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    return [record for record in records if message in str(record.get("message", ""))]
+
+
+# -- grants the clone cannot get ------------------------------------------------------------------
+def test_grants_on_dropped_tables_and_columns_are_skipped_and_counted(
+    my: MySQLHarness, sm: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DROP TABLE and ALTER TABLE ... DROP COLUMN keep the grants on them, and GRANT on a
+    missing table or column fails (1146, 1054): such a grant of the user must not stop the
+    rotation; every live grant is copied."""
     case = RotationCase(my, sm, "alternating-users")
-    my.admin_execute("GRANT SHUTDOWN ON *.* TO %s@'%%'", (case.username,))  # the master lacks SHUTDOWN
+    user, db = case.username, unique("shop")
+    my.admin_execute(f"CREATE DATABASE `{db}`")
+    for table in ("gone (id int)", "kept (id int, note text, dropped int)", "live (id int)"):
+        my.admin_execute(f"CREATE TABLE `{db}`.{table}")
+    for statement in (
+        f"GRANT SELECT, INSERT ON `{db}`.gone TO %s@'%%'",
+        f"GRANT SELECT (id, dropped), UPDATE (note) ON `{db}`.kept TO %s@'%%'",
+        f"GRANT SELECT ON `{db}`.live TO %s@'%%'",
+    ):
+        my.admin_execute(statement, (user,))
+    my.admin_execute(f"DROP TABLE `{db}`.gone")
+    my.admin_execute(f"ALTER TABLE `{db}`.kept DROP COLUMN dropped")
+    assert any("`gone`" in line for line in grants(my, user)), "the server kept the dropped table's grant"
+    capsys.readouterr()
+    case.rotate()
+    clone = case.current()
+    assert clone["username"] == user + "_clone"
+    dead = ("`gone`", "`dropped`")
+    live = {line for line in grants(my, user) if not any(name in line for name in dead)}
+    assert grants(my, clone["username"]) == live | {
+        f"GRANT SELECT (`id`), UPDATE (`note`) ON `{db}`.`kept` TO <account>@`%`"
+    }
+    assert not denied(my, clone, f"SELECT id FROM `{db}`.live")
+    assert not denied(my, clone, f"SELECT id FROM `{db}`.kept")
+    assert denied(my, clone, f"SELECT note FROM `{db}`.kept")
+    out = capsys.readouterr().out
+    [metric] = emf(out, "GrantsSkipped")
+    assert metric["GrantsSkipped"] == [3.0]  # SELECT and INSERT on the table, SELECT on the column
+    assert metric["engine"] == "mysql" and metric["step"] == "setSecret"
+    [warning] = log_records(out, "no longer exist")
+    assert warning["grants_skipped"] == 3
+    # The rotation back to the user and the next one to the clone converge the same way.
+    case.rotate()
+    case.rotate()
+    assert case.current()["username"] == user + "_clone"
+    assert case.works(case.current())
+
+
+def test_a_privilege_the_master_may_not_grant_fails_naming_it_until_listed(
+    my: MySQLHarness, sm: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The harness's master (an RDS-like master user) holds neither SHUTDOWN nor FILE: setSecret
+    fails naming both, after copying everything else, with AWSCURRENT untouched; listing one
+    in SKIP_UNGRANTABLE_PRIVILEGES still fails naming the other; listing both completes."""
+    case = RotationCase(my, sm, "alternating-users")
+    user, db = case.username, unique("ops")
+    my.admin_execute(f"CREATE DATABASE `{db}`")
+    my.admin_execute("GRANT SHUTDOWN, FILE, PROCESS ON *.* TO %s@'%%'", (user,))
+    my.admin_execute(f"GRANT SELECT ON `{db}`.* TO %s@'%%'", (user,))
+    before = case.current()
     token = driver.start_rotation(sm, case.arn)
     driver.run_steps(case.handler, case.arn, token, ("createSecret",))
     pending = json.loads(driver.value(sm, case.arn, "AWSPENDING", token))
     with pytest.raises(ConfigurationError, match="lacks a privilege") as info:
         case.handler(driver.event(case.arn, token, "setSecret"), None)
-    assert pending["password"] not in str(info.value)
-    assert leaks.find(str(info.value)) == []
-    assert case.works(case.current())
+    message = str(info.value)
+    assert "may not grant FILE ON *.*, SHUTDOWN ON *.*." in message
+    assert "PROCESS" not in message and "SKIP_UNGRANTABLE_PRIVILEGES" in message
+    assert pending["password"] not in message and leaks.find(message) == []
+    assert case.current() == before and case.works(before)
+    # Everything else was copied: the global PROCESS (granted one by one) and the database grant.
+    clone = user + "_clone"
+    assert grants(my, clone) >= {"GRANT PROCESS ON *.* TO <account>@`%`", f"GRANT SELECT ON `{db}`.* TO <account>@`%`"}
+    monkeypatch.setenv("SKIP_UNGRANTABLE_PRIVILEGES", " shutdown ")
+    with pytest.raises(ConfigurationError, match=r"may not grant FILE ON \*\.\*\.") as info:
+        case.handler(driver.event(case.arn, token, "setSecret"), None)
+    assert "SHUTDOWN ON" not in str(info.value)
+    assert case.current() == before and case.works(before)
+    monkeypatch.setenv("SKIP_UNGRANTABLE_PRIVILEGES", "SHUTDOWN,file")
+    capsys.readouterr()
+    driver.run_steps(case.handler, case.arn, token, ("setSecret", "testSecret", "finishSecret"))
+    current = case.current()
+    assert current["username"] == clone and case.works(current)
+    assert grants(my, clone) == {
+        "GRANT PROCESS ON *.* TO <account>@`%`",
+        f"GRANT SELECT ON `{db}`.* TO <account>@`%`",
+    }
+    out = capsys.readouterr().out
+    [metric] = emf(out, "GrantsSkipped")
+    assert metric["GrantsSkipped"] == [2.0]
+    [warning] = log_records(out, "SKIP_UNGRANTABLE_PRIVILEGES")
+    assert warning["privileges_skipped"] == ["FILE", "SHUTDOWN"]
+
+
+def test_skip_ungrantable_privileges_must_name_privileges(
+    my: MySQLHarness, sm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A malformed list is refused before anything is changed, naming the variable."""
+    assert settings(my).skip_privileges == frozenset()
+    parsed = config.load({"SKIP_UNGRANTABLE_PRIVILEGES": "backup_admin, Show  View,,"})
+    assert parsed.connection.skip_privileges == frozenset({"BACKUP_ADMIN", "SHOW VIEW"})
+    case = RotationCase(my, sm, "alternating-users")
+    token = driver.start_rotation(sm, case.arn)
+    driver.run_steps(case.handler, case.arn, token, ("createSecret",))
+    monkeypatch.setenv("SKIP_UNGRANTABLE_PRIVILEGES", "BACKUP_ADMIN; DROP USER x")
+    with pytest.raises(ConfigurationError, match="SKIP_UNGRANTABLE_PRIVILEGES must be a comma-separated list"):
+        case.handler(driver.event(case.arn, token, "setSecret"), None)
+    assert hosts(my, case.username + "_clone") == []
 
 
 @pytest.mark.parametrize(
