@@ -295,6 +295,179 @@ def test_single_user_refuses_a_name_that_is_not_the_stored_one(rs: RedshiftHarne
     assert rs.logs_in(user, password)
 
 
+# -- Redshift's names, privileges and catalogs, as the emulation shows them ------------
+def alternating_secret(rs: RedshiftHarness, sm: Any, username: str) -> str:
+    password = new_password()
+    rs.create_user(username, password)
+    master = sm.create_secret(Name=unique("master"), SecretString=json.dumps(rs.master()))["ARN"]
+    doc = rs.secret(username, password, masterarn=master)
+    return str(sm.create_secret(Name=unique("mixed"), SecretString=json.dumps(doc))["ARN"])
+
+
+def test_the_pair_group_of_a_mixed_case_user_is_the_lower_case_name_redshift_stores(
+    rs: RedshiftHarness, sm: Any
+) -> None:
+    """Redshift folds group names to lower case: the group is created, and looked up again
+    on every rotation, by that name (tests/functions/test_redshift_statements.py shows the
+    second rotation against Redshift's folding)."""
+    username = "Mixed_" + unique("Case")
+    arn = alternating_secret(rs, sm, username)
+    handler = rs.make_handler()
+    for _ in range(3):  # to the clone, back, to the clone: the group is found each time
+        driver.rotate(handler, sm, arn)
+    current = json.loads(driver.value(sm, arn))
+    assert current["username"] == username + "_clone" and rs.logs_in(current["username"], current["password"])
+    pair_name = username.lower() + "_pair"
+    assert groups_of(rs, username) == groups_of(rs, username + "_clone") == {pair_name}
+    assert not rs.admin_execute("SELECT 1 FROM pg_group WHERE groname = %s", (username + "_pair",))
+
+
+def test_the_master_s_sync_turns_case_sensitive_identifiers_on_and_mirrors_mixed_case_names(
+    rs: RedshiftHarness, pair: tuple[RotationCase, list[str]]
+) -> None:
+    rs = emulated(rs)
+    case, created = pair
+    original, clone = case.username, case.username + "_clone"
+    schema, table = unique("Mixed_Schema"), unique("OrdersQ1")
+    rs.admin_execute(f"CREATE SCHEMA {ident(schema)}")
+    created.append(f"DROP SCHEMA {ident(schema)} CASCADE")
+    rs.admin_execute(f"CREATE TABLE {ident(schema)}.{ident(table)} (id int)")
+    rs.admin_execute(f"GRANT USAGE ON SCHEMA {ident(schema)} TO {ident(original)}")
+    rs.admin_execute(f"GRANT SELECT, TRUNCATE ON {ident(schema)}.{ident(table)} TO {ident(original)}")
+    before = len(rs.shim.emulated_settings)
+    case.rotate()
+    assert rs.shim.emulated_settings[before:] == ["true"], "the setting reached the server once, in the sync"
+    qualified = f"{ident(schema)}.{ident(table)}"
+    assert can(rs, clone, qualified, "SELECT") and can(rs, clone, qualified, "TRUNCATE")
+    current = case.current()
+    conn = rs.connect(current["username"], current["password"])
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"TRUNCATE {qualified}")  # TRUNCATE, mirrored
+    finally:
+        conn.close()
+
+
+def test_database_privileges_are_mirrored_one_database_per_statement(
+    rs: RedshiftHarness, pair: tuple[RotationCase, list[str]]
+) -> None:
+    rs = emulated(rs)  # a second database, and the server log
+    case, created = pair
+    original, clone = case.username, case.username + "_clone"
+    other = unique("warehouse")
+    rs.admin_execute(f"CREATE DATABASE {ident(other)}")
+    created.insert(0, f"DROP DATABASE {ident(other)}")
+    created.append(f"REVOKE ALL ON DATABASE {ident(rs.dbname)} FROM {ident(original)}, {ident(clone)}")
+    rs.admin_execute(f"GRANT CREATE ON DATABASE {ident(rs.dbname)}, {ident(other)} TO {ident(original)}")
+    rs.admin_execute(f"GRANT TEMP ON DATABASE {ident(other)} TO {ident(clone)}")  # drift
+    logged = len(rs.server_log())
+    case.rotate()
+
+    def has(database: str, privilege: str) -> bool:
+        query = "SELECT has_database_privilege(%s, %s, %s)"
+        return bool(rs.admin_execute(query, (clone, database, privilege))[0][0])
+
+    assert has(rs.dbname, "CREATE") and has(other, "CREATE")
+    explicit = rs.admin_execute(
+        "SELECT privilege_type FROM svv_database_privileges WHERE database_name = %s AND identity_name = %s",
+        (other, clone),
+    )
+    assert explicit == [("CREATE",)], "the clone's TEMP drift was revoked"
+    sent = re.findall(
+        r"(?:GRANT|REVOKE) \w+ ON DATABASE ([^\n]*?) (?:TO|FROM) " + re.escape(ident(clone)), rs.server_log()[logged:]
+    )
+    assert sorted(sent) == sorted([ident(rs.dbname), ident(other), ident(other)]), "one database per statement"
+
+
+def test_external_schemas_get_usage_outside_the_transaction_and_converge_after_a_fault_between(
+    rs: RedshiftHarness, pair: tuple[RotationCase, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redshift refuses GRANT on an external schema inside a transaction block, so each is
+    its own commit after the sync's: a failure after any of them, then Secrets Manager's
+    retry of the rotation, converges. (PostgreSQL has no external schemas: the emulation
+    lists the schemas marked so in SVV_EXTERNAL_SCHEMAS.)"""
+    rs = emulated(rs)
+    case, created = pair
+    original, clone, group = case.username, case.username + "_clone", case.username + "_pair"
+    read, own = unique("spectrum_read"), unique("spectrum_own")
+    rs.admin_execute(f"CREATE SCHEMA {ident(read)}")
+    rs.admin_execute(f"CREATE SCHEMA {ident(own)} AUTHORIZATION {ident(original)}")
+    created.extend(f"DROP SCHEMA {ident(name)} CASCADE" for name in (read, own))
+    for name in (read, own):
+        rs.mark_external(name)
+    rs.admin_execute(f"GRANT USAGE ON SCHEMA {ident(read)} TO {ident(original)}")
+    outside = rs.module._execute_outside_transaction
+    for fail_after in (1, 2):
+        rs.admin_execute(f"REVOKE ALL ON SCHEMA {ident(read)} FROM {ident(clone)}")
+        rs.admin_execute(f"REVOKE ALL ON SCHEMA {ident(own)} FROM GROUP {ident(group)}")
+        sent: list[str] = []
+
+        def failing(conn: Any, statement: str, _after: int = fail_after, _sent: list[str] = sent) -> None:
+            outside(conn, statement)
+            _sent.append(statement)
+            if len(_sent) == _after:
+                raise RuntimeError("injected fault after a statement outside the transaction")
+
+        monkeypatch.setattr(rs.module, "_execute_outside_transaction", failing)
+        token = driver.start_rotation(case.sm, case.arn)
+        driver.run_steps(case.handler, case.arn, token, ("createSecret",))
+        with pytest.raises(RuntimeError, match="injected fault"):
+            case.handler(driver.event(case.arn, token, "setSecret"), None)
+        assert case.works(case.current()), "the current credential still logs in"
+        monkeypatch.setattr(rs.module, "_execute_outside_transaction", outside)
+        driver.run_steps(case.handler, case.arn, token)  # Secrets Manager's retry
+        assert (
+            sent
+            == [
+                f"GRANT USAGE ON SCHEMA {ident(own)} TO GROUP {ident(group)}",
+                f"GRANT USAGE ON SCHEMA {ident(read)} TO {ident(clone)}",
+            ][:fail_after]
+        ), "the statements outside the transaction, each its own commit"
+        usage = "SELECT has_schema_privilege(%s, %s, 'USAGE')"
+        assert rs.admin_execute(usage, (clone, read)) == [(True,)]
+        assert rs.admin_execute(usage, (group, own)) == [(True,)]
+        assert rs.admin_execute("SELECT has_schema_privilege(%s, %s, 'CREATE')", (group, own)) == [(False,)], (
+            "an external schema takes USAGE only: no GRANT ALL in the transaction"
+        )
+        case.rotate()  # back to the original, for the next round
+
+
+def test_a_clone_whose_name_differs_only_in_case_is_refused_before_the_master_changes_anything(
+    rs: RedshiftHarness, sm: Any
+) -> None:
+    username = unique("casey")
+    arn = alternating_secret(rs, sm, username)
+    lookalike = username.capitalize() + "_clone"
+    rs.create_user(lookalike, new_password())
+    handler = rs.make_handler()
+    token = driver.start_rotation(sm, arn)
+    driver.run_steps(handler, arn, token, ("createSecret",))
+    with pytest.raises(ConfigurationError, match="differ only in letter case") as info:
+        handler(driver.event(arn, token, "setSecret"), None)
+    assert "field 'username'" in str(info.value)
+    assert not rs.admin_execute("SELECT 1 FROM pg_user WHERE usename = %s", (username + "_clone",))
+    assert not rs.admin_execute("SELECT 1 FROM pg_group WHERE groname = %s", (username + "_pair",))
+
+
+def test_the_master_refuses_an_original_whose_name_differs_only_in_case(rs: RedshiftHarness) -> None:
+    engine = rs.module.RedshiftEngine()
+    user, password = unique("folded"), new_password()
+    rs.create_user(user, password)
+    conn = engine.connect(login(rs, rs.master_user, rs.master_password), ConnectionSettings(), master=True)
+    try:
+        for call in (
+            lambda: engine.alternate_standing(conn, user.upper(), user.upper() + "_clone"),
+            lambda: engine.sync_clone(conn, user.upper(), user.upper() + "_clone", Sensitive(new_password())),
+            lambda: engine.set_password(conn, user.upper(), Sensitive(new_password())),
+        ):
+            with pytest.raises(ConfigurationError, match="field 'username' and the name of the user Redshift stores"):
+                call()
+    finally:
+        conn.close()
+    assert rs.logs_in(user, password)
+    assert not rs.admin_execute("SELECT 1 FROM pg_user WHERE lower(usename) = %s", (user + "_clone",))
+
+
 # -- connecting: TLS, errors, timeouts -------------------------------------------------
 def test_tls_is_verified_by_default(rs: RedshiftHarness) -> None:
     rs = emulated(rs)
