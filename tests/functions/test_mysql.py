@@ -366,6 +366,66 @@ def test_a_privilege_the_master_may_not_grant_fails_naming_it_until_listed(
     assert warning["privileges_skipped"] == ["FILE", "SHUTDOWN"]
 
 
+class InjectedFault(RuntimeError):
+    pass
+
+
+def test_a_copy_interrupted_after_any_statement_converges(
+    my: MySQLHarness, sm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy is many auto-committed statements, some retried one privilege at a time: a
+    fault after any one of them (each time on a fresh pair), then the rotation run again with
+    the same token, ends with a clone that has every live grant, and AWSCURRENT logs in
+    throughout."""
+    monkeypatch.setenv("SKIP_UNGRANTABLE_PRIVILEGES", "SHUTDOWN")
+    original_execute = my.module._execute
+    armed = {"at": 0, "count": 0}
+
+    def execute(*args: Any, **kwargs: Any) -> None:
+        original_execute(*args, **kwargs)
+        armed["count"] += 1
+        if armed["count"] == armed["at"]:
+            raise InjectedFault(f"fault after statement {armed['count']}")
+
+    monkeypatch.setattr(my.module, "_execute", execute)
+    writes = 0
+    for n in range(1, 200):
+        case = RotationCase(my, sm, "alternating-users")
+        user, db = case.username, unique("fault")
+        my.admin_execute(f"CREATE DATABASE `{db}`")
+        my.admin_execute(f"CREATE TABLE `{db}`.gone (id int)")
+        my.admin_execute(f"CREATE TABLE `{db}`.kept (id int, dropped int)")
+        for statement in (
+            "GRANT SHUTDOWN, PROCESS, RELOAD ON *.* TO %s@'%%' WITH GRANT OPTION",
+            f"GRANT SELECT ON `{db}`.gone TO %s@'%%'",
+            f"GRANT SELECT (id, dropped), INSERT (id) ON `{db}`.kept TO %s@'%%'",
+        ):
+            my.admin_execute(statement, (user,))
+        my.admin_execute(f"DROP TABLE `{db}`.gone")
+        my.admin_execute(f"ALTER TABLE `{db}`.kept DROP COLUMN dropped")
+        token = driver.start_rotation(sm, case.arn)
+        driver.run_steps(case.handler, case.arn, token, ("createSecret",))
+        armed.update(at=n, count=0)
+        try:
+            case.handler(driver.event(case.arn, token, "setSecret"), None)
+        except InjectedFault:
+            writes += bool(hosts(my, user + "_clone"))
+        else:
+            break  # the step sends fewer than n statements: every position was tried
+        finally:
+            armed["at"] = 0
+        assert case.works(case.current()), f"the current credential fails after a fault at statement {n}"
+        driver.run_steps(case.handler, case.arn, token, ("setSecret", "testSecret", "finishSecret"))
+        assert case.works(case.current())
+        assert grants(my, user + "_clone") == {
+            "GRANT RELOAD, PROCESS ON *.* TO <account>@`%` WITH GRANT OPTION",
+            f"GRANT SELECT (`id`), INSERT (`id`) ON `{db}`.`kept` TO <account>@`%`",
+        }, f"after a fault at statement {n}"
+    else:
+        pytest.fail("setSecret never completed")
+    assert writes >= 6, "faults landed after the clone's statements, not only after reads"
+
+
 def test_skip_ungrantable_privileges_must_name_privileges(
     my: MySQLHarness, sm: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
