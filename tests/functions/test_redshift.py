@@ -3,8 +3,9 @@ privileges re-synced to the clone, TLS modes through redshift_connector, and the
 loaded only when needed.
 
 The Redshift here is PostgreSQL 15 with md5 authentication behind a shim that lets the
-real redshift_connector in (tests/support/redshift_shim.py); the module docstring of
-functions/redshift/app.py lists what only a real Redshift can test.
+real redshift_connector in and emulates the SVV catalog views the engine reads
+(tests/support/redshift_shim.py). What only a real Redshift does is tested at statement
+level in test_redshift_statements.py; docs/redshift.md says which is which.
 """
 
 from __future__ import annotations
