@@ -522,15 +522,15 @@ class RedshiftEngine:
         # Databases, one per statement: Redshift refuses a GRANT that names databases made
         # from datashares together with local ones; datashare databases take USAGE.
         held = _privileges(_rows(conn, _DATABASE_GRANTS, users), 1, ("CREATE", "TEMP", "USAGE", "ALTER"))
-        for name, owner, kind in _rows(conn, _DATABASES):
-            shared = str(kind).lower() == "shared"
+        for name, owner, database_type in _rows(conn, _DATABASES):
+            kind = str(database_type).lower()
+            if kind not in _DATABASE_PRIVILEGES:
+                continue  # neither local nor made from a datashare: left alone
             if owner in users:
-                statements.append(
-                    f"GRANT {'USAGE' if shared else 'ALL'} ON DATABASE {quote_ident(name)} TO GROUP {group}"
-                )
+                privilege = "USAGE" if kind == "shared" else "ALL"
+                statements.append(f"GRANT {privilege} ON DATABASE {quote_ident(name)} TO GROUP {group}")
             else:
-                allowed = _DATABASE_PRIVILEGES["shared" if shared else "local"]
-                statements.extend(_mirror("DATABASE", [(str(name),)], allowed, held, users))
+                statements.extend(_mirror("DATABASE", [(str(name),)], _DATABASE_PRIVILEGES[kind], held, users))
 
         for statement in statements:
             _execute(conn, statement)

@@ -278,7 +278,12 @@ def test_databases_are_granted_one_per_statement_and_datashare_databases_take_us
     # SVV_REDSHIFT_DATABASES: database_type "local" or "shared" (made from a datashare);
     # SVV_DATABASE_PRIVILEGES: privilege_type USAGE, CREATE, TEMPORARY, TEMP or ALTER.
     server = pair_of_users(
-        databases=[("dev", MASTER, "local"), ("sales", MASTER, "local"), ("orders_share", MASTER, "shared")],
+        databases=[
+            ("dev", MASTER, "local"),
+            ("sales", MASTER, "local"),
+            ("orders_share", MASTER, "shared"),
+            ("lakehouse", MASTER, "other"),  # a type this function does not know: left alone
+        ],
         grants={
             ("DATABASE", ("dev",), "CREATE", "user", ORIGINAL),
             ("DATABASE", ("sales",), "CREATE", "user", ORIGINAL),
@@ -287,6 +292,7 @@ def test_databases_are_granted_one_per_statement_and_datashare_databases_take_us
             ("DATABASE", ("dev",), "TEMP", "user", CLONE),  # drift
             # Not a privilege of a datashare database, should a catalog list it: never sent.
             ("DATABASE", ("orders_share",), "TEMP", "user", ORIGINAL),
+            ("DATABASE", ("lakehouse",), "USAGE", "user", ORIGINAL),
         },
     )
     conn = sync(server)
