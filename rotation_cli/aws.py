@@ -50,6 +50,10 @@ _STATIC_AWS_SUFFIXES = (
 # Precedence of the endpoint variables: boto3's own two, then AWS's rotation-function variable.
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL", "SECRETS_MANAGER_ENDPOINT")
 ENDPOINT_FLAG = "--endpoint-url"
+NO_CREDENTIALS = (
+    "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (or pass --profile); "
+    "an emulator accepts any values"
+)
 #: The services the commands call, and the functions they run (database look-ups).
 SERVICES = ("secretsmanager", "lambda", "logs", "rds", "redshift", "redshift-serverless")
 
@@ -226,10 +230,7 @@ class Aws:
                     "the AWS profile named by --profile or AWS_PROFILE is not in the AWS config or credentials file"
                 ) from None
             if session.get_credentials() is None:
-                raise UsageError(
-                    "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE "
-                    "(or pass --profile); an emulator accepts any values"
-                )
+                raise UsageError(NO_CREDENTIALS)
             self._session = session
         return self._session
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rotation_cli import paths
-from rotation_cli.aws import Aws, error_code, error_message
+from rotation_cli.aws import NO_CREDENTIALS, Aws, error_code, error_message
 from rotation_cli.driver import (
     CURRENT,
     DEFAULT_ATTEMPTS,
@@ -40,10 +40,6 @@ from rotation_cli.schedule import ScheduleError
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
 DEFAULT_TIMEOUT, DEFAULT_POLL, DEFAULT_MAX_FAILURES = 300.0, 2.0, 3
-NO_CREDENTIALS = (
-    "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (or pass --profile); "
-    "an emulator accepts any values"
-)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 

@@ -17,7 +17,7 @@ import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -68,7 +68,7 @@ def pg(postgres_harness: PostgresHarness, monkeypatch: pytest.MonkeyPatch, moto_
 @dataclass
 class PgSecret:
     arn: str
-    doc: dict[str, Any]
+    doc: dict[str, Any] = field(repr=False)  # holds the password: never in a failure report
 
     @property
     def username(self) -> str:
