@@ -19,9 +19,10 @@ Endpoints that accept a key (``X-Api-Key: <key>`` or ``Authorization: Bearer <ke
 Switches for the tests: `inject` queues answers for a route (a status, a Retry-After, a
 delay before answering, or raw headers and body); `relabel` renames a key (as the user
 who created a secret's first key under the secret's label). Counters: `live`, `issued`,
-`calls`; `requests` records (method, path, Host header) of every request. Every key and the admin token
-are remembered for the session's log scan. The server stops when told, and by itself after
-`max_lifetime` seconds at the latest.
+`calls`; `requests` records (method, path, Host header) of every request. Every key and the
+admin token are remembered for the session's log scan. The server stops when told, and by
+itself once no request came for `max_idle` seconds (a whole test session on a busy machine
+may take far longer than that, with long stretches of database tests between API key ones).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class Fault:
 
 
 class Issuer:
-    def __init__(self, *, max_lifetime: float = 900.0) -> None:
+    def __init__(self, *, max_idle: float = 3600.0) -> None:
         self.admin_token = leaks.remember("adm_" + secrets.token_urlsafe(24), "admin token")
         self._lock = threading.Lock()
         self._keys: dict[str, IssuedKey] = {}
@@ -78,8 +79,9 @@ class Issuer:
         self.port = int(self._server.server_address[1])
         self.url = f"http://{HOST}:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-        self._watchdog = threading.Timer(max_lifetime, self.stop)
-        self._watchdog.daemon = True
+        self._max_idle = max_idle
+        self._last_request = time.monotonic()
+        self._watchdog = threading.Thread(target=self._stop_when_idle, daemon=True)
         self._stopped = threading.Event()
 
     def start(self) -> Issuer:
@@ -87,11 +89,15 @@ class Issuer:
         self._watchdog.start()
         return self
 
+    def _stop_when_idle(self) -> None:
+        while not self._stopped.wait(timeout=min(60.0, self._max_idle)):
+            if time.monotonic() - self._last_request > self._max_idle:
+                self.stop()
+
     def stop(self) -> None:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        self._watchdog.cancel()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -172,6 +178,7 @@ class Issuer:
     def answer(self, method: str, path: str, headers: Any, body: bytes) -> tuple[int, dict[str, str], Any]:
         route = _route(method, path)
         with self._lock:
+            self._last_request = time.monotonic()
             self.calls[route] += 1
             self.requests.append((method, path, headers.get("Host")))
         fault = self._faults[route].popleft() if self._faults.get(route) else None
