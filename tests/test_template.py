@@ -705,7 +705,34 @@ def test_postgres_function_environment(cfn_template: dict[str, Any]) -> None:
         "POWERTOOLS_METRICS_NAMESPACE": "SecretsManagerRotation",
         "POWERTOOLS_LOG_LEVEL": "INFO",
         "POWERTOOLS_TRACE_DISABLED": "true",
+        "TRUSTED_SECRET_ARNS": "",
     }
+
+
+@pytest.mark.parametrize(
+    ("function_id", "parameter"),
+    [
+        ("PostgresRotationFunction", "PostgresMasterSecretArns"),
+        ("MySqlRotationFunction", "MySqlMasterSecretArns"),
+        ("RedshiftRotationFunction", "RedshiftMasterSecretArns"),
+        ("ApiKeyRotationFunction", "ApiKeyAdminSecretArns"),
+    ],
+)
+def test_rotated_secrets_may_name_only_the_secrets_the_function_may_read(
+    cfn_template: dict[str, Any], function_id: str, parameter: str
+) -> None:
+    """TRUSTED_SECRET_ARNS holds exactly the ARNs the role may read besides rotated secrets:
+    a rotated secret cannot name another rotated secret as its master, admin or verify secret."""
+    arns = [
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:one-AbCdEf",
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:two-??????",
+    ]
+    stack = Stack(cfn_template, {parameter: ",".join(arns)})
+    variables = stack.resources[function_id]["Properties"]["Environment"]["Variables"]
+    assert variables["TRUSTED_SECRET_ARNS"] == ",".join(arns)
+    from rotation_core import settings
+
+    assert settings.load({"TRUSTED_SECRET_ARNS": variables["TRUSTED_SECRET_ARNS"]}).trusted_secret_arns == set(arns)
 
 
 def test_environment_follows_parameters(cfn_template: dict[str, Any]) -> None:

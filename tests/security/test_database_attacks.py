@@ -326,3 +326,33 @@ def test_rotation_token_reaches_put_secret_value(
     rotation_token = "rotation-token-" + driver.new_token()
     handler(driver.event(arn, token, "createSecret", rotation_token=rotation_token), None)
     assert sent == [rotation_token]
+
+
+# -- 6. the other secrets a rotated secret may name --------------------------------------------
+def test_master_must_be_one_of_the_trusted_secrets(
+    harness: DatabaseHarness, sm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With TRUSTED_SECRET_ARNS (the stack sets it from the master ARNs it lets the function
+    read), a rotated secret cannot name any other secret as its master: not another secret
+    this function rotates, which the function can read too."""
+    username, password = new_user(harness)
+    listed = master_secret(harness, sm)
+    other_user, other_password = new_user(harness)
+    other = rotated_secret(sm, harness.secret(other_user, other_password))  # rotated by this function too
+    monkeypatch.setenv("TRUSTED_SECRET_ARNS", listed)
+    arn = rotated_secret(sm, harness.secret(username, password, masterarn=other))
+    failure = rotate_as_secrets_manager(harness.make_handler(), sm, arn)
+    assert isinstance(failure, ConfigurationError) and "TRUSTED_SECRET_ARNS" in str(failure)
+    assert not user_exists(harness, username + "_clone")
+    # By its partial ARN (no suffix) or full ARN, the listed master is accepted.
+    arn = rotated_secret(sm, harness.secret(username, password, masterarn=listed[:-7]))
+    assert rotate_as_secrets_manager(harness.make_handler(), sm, arn) is None
+
+
+def test_a_secret_cannot_be_its_own_master(harness: DatabaseHarness, sm: Any) -> None:
+    username, password = new_user(harness)
+    arn = rotated_secret(sm, harness.secret(username, password))
+    sm.put_secret_value(SecretId=arn, SecretString=json.dumps(harness.secret(username, password, masterarn=arn)))
+    failure = rotate_as_secrets_manager(harness.make_handler(), sm, arn)
+    assert isinstance(failure, ConfigurationError) and "cannot be the rotated secret itself" in str(failure)
+    assert harness.logs_in(username, password)

@@ -154,3 +154,22 @@ def test_rotation_token_is_kept_but_never_shown() -> None:
     )
     assert event.rotation_token == "rot-token-value"
     assert "rot-token-value" not in repr(event)
+
+
+def test_trusted_secret_arns() -> None:
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/master-AbCdEf"
+    loaded = settings.load({"TRUSTED_SECRET_ARNS": f" {arn} ,"})
+    assert loaded.trusted_secret_arns == frozenset({arn})
+    assert settings.load({}).trusted_secret_arns is None
+    with pytest.raises(ConfigurationError, match="TRUSTED_SECRET_ARNS"):
+        settings.load({"TRUSTED_SECRET_ARNS": "prod/master"})
+    assert settings.is_trusted(arn, frozenset({arn}))
+    assert settings.is_trusted(arn[:-7], frozenset({arn}))
+    # Another secret whose name ends like a suffix is not the trusted one.
+    assert not settings.is_trusted(arn[:-7] + "-XyZ123", frozenset({arn}))
+    assert not settings.is_trusted(arn + "-XyZ123", frozenset({arn}))
+    # The stack's "any suffix" form, as IAM reads it.
+    any_suffix = frozenset({arn[:-7] + "-??????"})
+    assert settings.load({"TRUSTED_SECRET_ARNS": arn[:-7] + "-??????"}).trusted_secret_arns == any_suffix
+    assert settings.is_trusted(arn, any_suffix) and settings.is_trusted(arn[:-7], any_suffix)
+    assert not settings.is_trusted(arn[:-7] + "x-AbCdEf", any_suffix)

@@ -201,6 +201,16 @@ class StepContext:
         return [value for value in values if value is not None]
 
     def other_secret(self, secret_id: str, role: str) -> str:
+        """Another secret the rotated secret names (master, admin, verify): refused unless it
+        is one of TRUSTED_SECRET_ARNS, when the function's configuration sets them."""
+        trusted = self.settings.trusted_secret_arns
+        if trusted is not None and not config.is_trusted(secret_id, trusted):
+            raise ConfigurationError(
+                f"{self.step}: the {role} secret the rotated secret names is not one of the function's "
+                f"{config.TRUSTED_SECRET_ARNS}"
+            )
+        if config.is_trusted(secret_id, frozenset({self.meta.arn})):
+            raise ConfigurationError(f"{self.step}: the {role} secret cannot be the rotated secret itself")
         text = self._get(secret_id, CURRENT, None)
         if text is None:
             raise ConfigurationError(f"{self.step}: the {role} secret has no AWSCURRENT value")

@@ -31,6 +31,11 @@ CONNECT_TIMEOUT = "CONNECT_TIMEOUT"
 # The master credential travels over verified TLS only. An operator (never a secret) may
 # let a master secret's own `"ssl": false` turn TLS off, for a server without TLS.
 ALLOW_PLAINTEXT_MASTER = "ALLOW_PLAINTEXT_MASTER"
+# The other secrets a rotated secret may name (masterarn, an API provider's admin or verify
+# secret), comma-separated ARNs. When set, any other is refused, so that a rotated secret
+# cannot name, say, another secret this function rotates. The stack sets it from the same
+# parameters that grant the function read access to them.
+TRUSTED_SECRET_ARNS = "TRUSTED_SECRET_ARNS"  # noqa: S105 - a variable name
 # MySQL alternating users: privileges (comma-separated names, e.g. BACKUP_ADMIN,FILE) the
 # master user may not grant that the clone is copied without, instead of failing setSecret.
 SKIP_UNGRANTABLE_PRIVILEGES = "SKIP_UNGRANTABLE_PRIVILEGES"
@@ -111,6 +116,7 @@ class Settings:
     connection: ConnectionSettings
     secrets_manager_endpoint: str | None
     allow_plaintext_master: bool = False
+    trusted_secret_arns: frozenset[str] | None = None  # None: not set (IAM alone decides)
 
 
 def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
@@ -200,7 +206,37 @@ def load(env: Mapping[str, str]) -> Settings:
         ),
         secrets_manager_endpoint=secrets_manager_endpoint(env),
         allow_plaintext_master=_flag(env, ALLOW_PLAINTEXT_MASTER, default=False),
+        trusted_secret_arns=_arns(env, TRUSTED_SECRET_ARNS),
     )
+
+
+_SECRET_ARN = re.compile(r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@!-]+(-\?{6})?")
+
+
+def _arns(env: Mapping[str, str], name: str) -> frozenset[str] | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    arns = frozenset(part.strip() for part in raw.split(",") if part.strip())
+    if not all(_SECRET_ARN.fullmatch(arn) for arn in arns):
+        raise ConfigurationError(f"environment variable {name} must list secret ARNs, separated by commas")
+    return arns
+
+
+def is_trusted(secret_id: str, trusted: frozenset[str]) -> bool:
+    """Whether secret_id names one of the trusted secrets: by the same full ARN, or by that
+    ARN without the 6-character suffix Secrets Manager appends (a partial ARN); an entry
+    ending in -?????? (the stack's form for "any suffix") stands for both. Nothing looser:
+    a partial ARN is resolved by name, so matching suffixes away on both sides would let
+    `...:secret:admin-XyZ123` (another secret) pass for `...:secret:admin-AbCdEf`."""
+    for arn in trusted:
+        if arn.endswith("-??????"):
+            name = arn[:-7]
+            if secret_id == name or re.fullmatch(re.escape(name) + r"-[A-Za-z0-9]{6}", secret_id):
+                return True
+        elif secret_id in (arn, re.sub(r"-[A-Za-z0-9]{6}$", "", arn)):
+            return True
+    return False
 
 
 def secrets_manager_endpoint(env: Mapping[str, str]) -> str | None:
