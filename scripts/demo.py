@@ -52,7 +52,7 @@ class Demo:
 
     def rotate_command(self, *argv: str, expect: int = 0) -> int:
         """Run `bin/rotate ARGV` (python -m rotation_cli), showing the command and its output."""
-        extra = ["--verbose"] if self.verbose else []
+        extra = ["--verbose"] if self.verbose and argv[0] in ("rotate", "recover") else []
         print(f"\n$ bin/rotate {' '.join(argv)}")
         done = subprocess.run(
             [sys.executable, "-m", "rotation_cli", *argv, *extra],
@@ -143,9 +143,9 @@ def main() -> int:
     try:
         master_password = secrets.token_urlsafe(24)
         create_role("demo_master", master_password, "CREATEROLE")
-        master = sm.create_secret(
-            Name="demo/master", SecretString=json.dumps({"username": "demo_master", "password": master_password})
-        )
+        # The master secret names its server: the master logs in nowhere else (docs/security.md).
+        master_doc = {"username": "demo_master", "password": master_password, "host": info.host, "port": info.port}
+        master = sm.create_secret(Name="demo/master", SecretString=json.dumps(master_doc))
         cases = (
             ("Single user: the user changes its own password", new_secret("app_user"), False),
             (
