@@ -29,7 +29,10 @@ build produced, whatever the platform and whatever cache it came from:
   hashes, and the RECORD is the one of a locked wheel (so the files are that wheel's files);
 - every locked package is there;
 - every other file is either the unit's own source (same bytes as in the repository) or a
-  .pyc compiled from a verified .py (same code object), so nothing unlisted runs.
+  .pyc compiled from a verified .py (same code object), so nothing unlisted runs; the one
+  exception is the layer's Amazon RDS CA bundle (python/rotation_core/rds-ca-bundle.pem,
+  added by `make build`: scripts/fetch_rds_ca.py), data that must hold PEM CA certificates
+  and nothing else.
 
 The Redshift function, built by its own Makefile with `pip install --no-deps`, installs from
 its lock with --require-hashes: its wheels are pure Python, the same for both architectures.
@@ -444,6 +447,33 @@ def _own_source(unit: Unit, built: Path, path: Path) -> bool:
     return any((unit.source / c).is_file() and (unit.source / c).read_bytes() == path.read_bytes() for c in candidates)
 
 
+def _layer_trust() -> Any:
+    """rotation_core.trust, from the layer's source: where the RDS CA bundle goes, what it may hold."""
+    layer = str(ROOT / "layers" / "rotation_core")
+    if layer not in sys.path:
+        sys.path.append(layer)
+    from rotation_core import trust
+
+    return trust
+
+
+def _is_rds_ca_bundle(unit: Unit, built: Path, path: Path) -> bool:
+    """Whether the file is the Amazon RDS CA bundle that `make build` adds to the layer
+    (scripts/fetch_rds_ca.py): data, not code, so checked for what it holds instead."""
+    if not (unit.source / "rotation_core" / "trust.py").is_file():
+        return False
+    return path.relative_to(built).parts == tuple(_layer_trust().BUNDLE_IN_LAYER)
+
+
+def _rds_ca_bundle_problem(path: Path) -> str | None:
+    """None when the file holds PEM CA certificates and nothing else."""
+    try:
+        _layer_trust().parse_ca_bundle(path.read_bytes())
+    except ValueError as exc:
+        return f"not an RDS CA bundle: {exc}"
+    return None
+
+
 def _unaccounted(unit: Unit, built: Path, verified: set[Path]) -> list[str]:
     problems = []
     pycs = []
@@ -457,6 +487,12 @@ def _unaccounted(unit: Unit, built: Path, verified: set[Path]) -> list[str]:
             pycs.append(path)
         elif _own_source(unit, built, path):
             verified.add(path.resolve())
+        elif _is_rds_ca_bundle(unit, built, path):
+            problem = _rds_ca_bundle_problem(path)
+            if problem:
+                problems.append(f"{label}: {problem}")
+            else:
+                verified.add(path.resolve())
         else:
             problems.append(f"{label}: neither from a locked wheel nor the function's own source")
     for pyc in pycs:  # once every .py is known

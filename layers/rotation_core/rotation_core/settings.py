@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from rotation_core import trust
 from rotation_core.errors import ConfigurationError
 
 # Password policy, as AWS's rotation functions read it (GetRandomPassword's parameters).
@@ -54,7 +55,9 @@ POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
 POWERTOOLS_TRACE_DISABLED = "POWERTOOLS_TRACE_DISABLED"
 
 # Where the system CA store is, when DB_CA_BUNDLE is not set: SSL_CERT_FILE (OpenSSL's
-# variable), then the usual files (Amazon Linux 2023, which Lambda runs, first).
+# variable), then the usual files (Amazon Linux 2023, which Lambda runs, first). The default
+# trust is that store plus the Amazon RDS CA bundle when the built layer carries one
+# (trust.default_trust: `make build` puts it there; docs/tls.md).
 SSL_CERT_FILE = "SSL_CERT_FILE"
 SYSTEM_CA_FILES = (
     "/etc/pki/tls/certs/ca-bundle.crt",
@@ -99,6 +102,7 @@ class ConnectionSettings:
     ca_bundle: str | None = None  # a PEM file; None: no system store was found (driver default)
     connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
     skip_privileges: frozenset[str] = frozenset()  # SKIP_UNGRANTABLE_PRIVILEGES, upper case
+    ca_source: str = ""  # what ca_bundle holds, for messages (trust.describe_tls_failure)
 
 
 @dataclass(frozen=True)
@@ -194,13 +198,18 @@ def load(env: Mapping[str, str]) -> Settings:
     ca_bundle = env.get(DB_CA_BUNDLE, "").strip() or None
     if ca_bundle is not None and not os.path.isfile(ca_bundle):
         raise ConfigurationError(f"environment variable {DB_CA_BUNDLE} names a file that does not exist")
-    if ca_bundle is None:
+    if ca_bundle is not None:
+        ca_source = f"{DB_CA_BUNDLE}={ca_bundle}"
+    else:
         candidates = (env.get(SSL_CERT_FILE, "").strip(), *SYSTEM_CA_FILES)
-        ca_bundle = next((path for path in candidates if path and os.path.isfile(path)), None)
+        system_ca_file = next((path for path in candidates if path and os.path.isfile(path)), None)
+        default = trust.default_trust(system_ca_file)
+        ca_bundle, ca_source = default.ca_file, default.source
     return Settings(
         strategy=strategy,
         connection=ConnectionSettings(
             ca_bundle=ca_bundle,
+            ca_source=ca_source,
             connect_timeout=_integer(env, CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, 1, 300),
             skip_privileges=_privilege_names(env, SKIP_UNGRANTABLE_PRIVILEGES),
         ),
