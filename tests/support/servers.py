@@ -49,10 +49,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .tls import generate_server_tls
+from .tls import TLSFiles, _cert_pem, _make_ca, _make_server_cert, _new_key, _write
 
 if TYPE_CHECKING:
     import psycopg2.extensions
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from .replicas import MariaDBReplica, PostgresStandby
 
 __all__ = [
     "MariaDBServer",
@@ -61,9 +64,11 @@ __all__ = [
     "ServerStartError",
     "import_pymysql",
     "mariadb_from_env_or_start",
+    "mariadb_replica_of",
     "mysql_native_password_hash",
     "port_accepts_connections",
     "postgres_from_env_or_start",
+    "postgres_standby_of",
 ]
 
 HOST = "127.0.0.1"
@@ -301,6 +306,47 @@ def _find_binary(name: str, *candidates: str) -> str:
     raise ServerStartError(f"{name} not found")
 
 
+class _LocalCA:
+    """The throwaway CA of one server, as :func:`tests.support.tls.generate_server_tls` makes it,
+    except that its private key is kept in memory (never written) for as long as the server
+    runs, so that a standby or replica gets its own certificate signed by the same CA: a
+    client holding the primary's ``ca.pem`` verifies both."""
+
+    def __init__(self, common_name: str = "Throwaway Test CA") -> None:
+        self._key: rsa.RSAPrivateKey
+        self._key, self._cert = _make_ca(common_name)
+
+    def write_server_tls(
+        self,
+        directory: str,
+        *,
+        dns_names: tuple[str, ...] = ("localhost",),
+        ip_addresses: tuple[str, ...] = (HOST,),
+    ) -> TLSFiles:
+        """Write ``ca.pem``, a fresh ``server.pem`` signed by this CA and its ``server.key`` (0600)."""
+        from cryptography.hazmat.primitives import serialization
+
+        key = _new_key()
+        cert = _make_server_cert(self._key, self._cert, key, dns_names, ip_addresses)
+        files = TLSFiles(
+            ca_file=os.path.join(directory, "ca.pem"),
+            cert_file=os.path.join(directory, "server.pem"),
+            key_file=os.path.join(directory, "server.key"),
+        )
+        _write(files.ca_file, _cert_pem(self._cert), 0o644)
+        _write(files.cert_file, _cert_pem(cert), 0o644)
+        _write(
+            files.key_file,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+            0o600,
+        )
+        return files
+
+
 # --------------------------------------------------------------------------- base
 
 
@@ -314,6 +360,8 @@ class _Server:
         self._tmpdir: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._atexit_registered = False
+        self._ca: _LocalCA | None = None  # signs this server's certificate and its replicas'
+        self._dependents: list[_Server] = []  # standbys/replicas: stopped before this server
 
     # -- public -----------------------------------------------------------
     @property
@@ -330,6 +378,11 @@ class _Server:
     def directory(self) -> str | None:
         """The temporary directory of a throwaway server (None when external or stopped)."""
         return self._tmpdir
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the server (also its process group id); None when external or stopped."""
+        return self._proc.pid if self._proc is not None else None
 
     def start(self, timeout: float = DEFAULT_START_TIMEOUT) -> ServerInfo:
         if self._info is not None:
@@ -349,6 +402,8 @@ class _Server:
         """Kill the server and remove its directory. A no-op for an external server."""
         if self._external:
             return
+        while self._dependents:  # a standby/replica never outlives its primary
+            self._dependents.pop().stop()
         if self._proc is not None:
             self._kill(self._proc)
             self._proc = None
@@ -356,6 +411,7 @@ class _Server:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
         self._info = None
+        self._ca = None
         if self._atexit_registered:
             atexit.unregister(self.stop)
             self._atexit_registered = False
@@ -377,6 +433,17 @@ class _Server:
 
     def _start(self, tmpdir: str, account: pwd.struct_passwd | None, timeout: float) -> ServerInfo:
         raise NotImplementedError
+
+    def _write_tls(self, tmpdir: str) -> TLSFiles:
+        """A new CA (kept in memory for replicas) and this server's certificate; replicas override."""
+        self._ca = _LocalCA()
+        return self._ca.write_server_tls(tmpdir)
+
+    def _throwaway_primary_check(self, what: str) -> None:
+        if self._external:
+            raise RuntimeError(f"{what}: the primary is an external server (TEST_*_URL); only a throwaway one has one")
+        if self._info is None or self._ca is None:
+            raise RuntimeError(f"{what}: start the primary first")
 
     _stop_signal = signal.SIGTERM
 
@@ -436,6 +503,7 @@ class PostgresServer(_Server):
     _service_user = "postgres"
     _stop_signal = signal.SIGQUIT  # immediate shutdown: the data is thrown away anyway
     AUTH_METHODS = ("scram-sha-256", "md5")
+    REPLICATION_ROLE = "replicator"  # created on the first start_standby(), LOGIN REPLICATION
 
     def __init__(
         self, *, external: ServerInfo | None = None, sslmode: str | None = None, auth: str = "scram-sha-256"
@@ -445,6 +513,24 @@ class PostgresServer(_Server):
             raise ValueError(f"auth must be one of {self.AUTH_METHODS}")
         self._default_sslmode = sslmode
         self.auth = auth
+        self._replication_password: str | None = None
+
+    def start_standby(self, timeout: float = DEFAULT_START_TIMEOUT) -> PostgresStandby:
+        """Start a physical streaming standby of this (running, throwaway) primary.
+
+        See :class:`tests.support.replicas.PostgresStandby`; it is stopped with this server
+        at the latest.
+        """
+        from .replicas import PostgresStandby
+
+        standby = PostgresStandby(self)
+        standby.start(timeout)
+        return standby
+
+    def stop(self) -> None:
+        super().stop()
+        if not self._external:
+            self._replication_password = None
 
     @classmethod
     def from_url(cls, url: str) -> PostgresServer:
@@ -472,7 +558,7 @@ class PostgresServer(_Server):
         import psycopg2
 
         bindir = _find_pg_bindir()
-        tls = generate_server_tls(tmpdir)
+        tls = self._write_tls(tmpdir)
         _chown_tree(tmpdir, account)
         password = secrets.token_urlsafe(24)
         datadir = os.path.join(tmpdir, "data")
@@ -534,6 +620,8 @@ class PostgresServer(_Server):
                 f"local   all all                {self.auth}\n"
                 f"hostssl all all 127.0.0.1/32   {self.auth}\n"
                 f"host    all all 127.0.0.1/32   {self.auth}\n"
+                # Streaming standbys (start_standby): only this role, only over TLS.
+                f"hostssl replication {self.REPLICATION_ROLE} 127.0.0.1/32 {self.auth}\n"
             )
 
         for attempt in range(3):
@@ -667,10 +755,47 @@ class MariaDBServer(_Server):
     engine = "mariadb"
     _service_user = "mysql"
     ADMIN_USER = "admin"
+    REPLICATION_USER = "replicator"  # created on the first start_replica(), REPLICATION SLAVE, REQUIRE SSL
+    PRIMARY_SERVER_ID = 1
 
-    def __init__(self, *, external: ServerInfo | None = None) -> None:
+    def __init__(self, *, external: ServerInfo | None = None, replication: bool = False) -> None:
+        """``replication=True`` turns the binary log on from the first statement (server_id 1,
+        row format), which :meth:`start_replica` needs; it is off by default, as the binary
+        log costs a little on every write and the suite's servers need none."""
         super().__init__(external=external)
         self._error_log: str | None = None
+        self.replication = replication
+        self.server_id: int | None = self.PRIMARY_SERVER_ID if replication and external is None else None
+        self._replication_password: str | None = None
+        self._replica_ids = 0
+
+    def start_replica(self, timeout: float = DEFAULT_START_TIMEOUT) -> MariaDBReplica:
+        """Start a read-only replica of this (running, throwaway, ``replication=True``) server.
+
+        See :class:`tests.support.replicas.MariaDBReplica`; it is stopped with this server at
+        the latest.
+        """
+        from .replicas import MariaDBReplica
+
+        replica = MariaDBReplica(self)
+        replica.start(timeout)
+        return replica
+
+    def _server_args(self, tmpdir: str) -> list[str]:
+        """Extra mariadbd options: the binary log of a replication primary; replicas override."""
+        if not self.replication:
+            return []
+        return [
+            f"--server-id={self.server_id}",
+            "--log-bin=binlog",  # in the data directory
+            "--binlog-format=ROW",
+            # With a binary log MariaDB refuses CREATE FUNCTION from non-SUPER accounts
+            # unless this is on; keep the server behaving as without one.
+            "--log-bin-trust-function-creators=1",
+        ]
+
+    def _admin_password_for_start(self) -> str:
+        return secrets.token_urlsafe(24)
 
     @classmethod
     def from_url(cls, url: str) -> MariaDBServer:
@@ -703,6 +828,7 @@ class MariaDBServer(_Server):
         super().stop()
         if not self._external:
             self._error_log = None
+            self._replication_password = None
 
     def _tmpdir_prefix(self) -> str:
         return "mdb-"
@@ -711,7 +837,7 @@ class MariaDBServer(_Server):
         pymysql = import_pymysql()
         install_db = _find_binary("mariadb-install-db", "/usr/bin/mariadb-install-db")
         mariadbd = _find_binary("mariadbd", "/usr/sbin/mariadbd")
-        tls = generate_server_tls(tmpdir)
+        tls = self._write_tls(tmpdir)
         _chown_tree(tmpdir, account)
         datadir = os.path.join(tmpdir, "data")
         socket_path = os.path.join(tmpdir, "mysqld.sock")
@@ -748,7 +874,7 @@ class MariaDBServer(_Server):
             env=env,
         )
 
-        password = secrets.token_urlsafe(24)
+        password = self._admin_password_for_start()
         for attempt in range(3):
             port = _free_port()
             cmd = [
@@ -772,6 +898,7 @@ class MariaDBServer(_Server):
                 "--loose-feedback=OFF",
                 "--character-set-server=utf8mb4",
                 "--collation-server=utf8mb4_general_ci",
+                *self._server_args(tmpdir),
                 *innodb,
                 *as_user,
             ]
@@ -925,11 +1052,22 @@ def postgres_from_env_or_start(
     return server
 
 
-def mariadb_from_env_or_start(timeout: float = DEFAULT_START_TIMEOUT) -> MariaDBServer:
-    """The server named by TEST_MYSQL_URL, or else a freshly started throwaway one."""
+def mariadb_from_env_or_start(timeout: float = DEFAULT_START_TIMEOUT, *, replication: bool = False) -> MariaDBServer:
+    """The server named by TEST_MYSQL_URL, or else a freshly started throwaway one
+    (with its binary log on if ``replication``, so that it can :meth:`~MariaDBServer.start_replica`)."""
     url = os.environ.get("TEST_MYSQL_URL")
     if url:
         return MariaDBServer.from_url(url)
-    server = MariaDBServer()
+    server = MariaDBServer(replication=replication)
     server.start(timeout)
     return server
+
+
+def postgres_standby_of(server: PostgresServer, timeout: float = DEFAULT_START_TIMEOUT) -> PostgresStandby:
+    """A started streaming standby of ``server`` (fixture-ready: call ``.stop()`` when done)."""
+    return server.start_standby(timeout)
+
+
+def mariadb_replica_of(server: MariaDBServer, timeout: float = DEFAULT_START_TIMEOUT) -> MariaDBReplica:
+    """A started read-only replica of ``server`` (fixture-ready: call ``.stop()`` when done)."""
+    return server.start_replica(timeout)
