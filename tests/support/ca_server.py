@@ -22,11 +22,13 @@ from tests.support.tls import generate_server_tls
 
 
 class BundleServer:
-    def __init__(self, directory: Path, *, tls: bool = True) -> None:
+    def __init__(self, directory: Path, *, tls: bool = True, certificate: tuple[str, str] | None = None) -> None:
+        """certificate: (certificate chain file, key file) to serve instead of a generated one."""
         directory.mkdir(parents=True, exist_ok=True)
         self.tls = tls
         files = generate_server_tls(str(directory))  # for localhost and 127.0.0.1
         self.ca_file = files.ca_file
+        cert_file, key_file = certificate or (files.cert_file, files.key_file)
         self.requests: list[str] = []
         self._answers: dict[str, tuple[int, dict[str, str], bytes]] = {}
         server = self
@@ -47,7 +49,7 @@ class BundleServer:
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         if tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(files.cert_file, files.key_file)
+            context.load_cert_chain(cert_file, key_file)
             self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="bundle-server", daemon=True)
