@@ -26,6 +26,17 @@ from ``ServerInfo``'s repr).
 
 When running as root (as on the CI machine), the server processes run as the
 ``postgres`` / ``mysql`` system users, which own the temporary directory.
+
+Read replicas (tests/support/replicas.py), started only when a test asks::
+
+    standby = server.start_standby()          # PostgreSQL: pg_basebackup -R, hot standby
+    standby.wait_replayed()                   # after a change on the primary
+    primary = MariaDBServer(replication=True)  # binary log on from the start
+    replica = primary.start_replica()         # read_only, GTID replication over TLS
+    replica.wait_caught_up()
+
+A replica has the same API, a certificate from the primary's CA, and is stopped with its
+primary at the latest.
 """
 
 from __future__ import annotations
