@@ -1,8 +1,9 @@
 """What only MySQL/MariaDB has: password hashes instead of passwords in the server's logs,
 TLS modes, the alternate user as a full copy of the original (host part, privileges at
-every level, TLS requirement, limits, roles) re-synced every rotation, name limits, and
-pymysql loaded only when needed. Runs against MariaDB; see functions/mysql/app.py for what
-only a MySQL 8 server could test."""
+every level, TLS requirement, limits, roles) re-synced every rotation, grants it cannot get
+(dropped objects, privileges the master may not grant), name limits, and pymysql loaded only
+when needed. Runs against MariaDB; what only a MySQL 8 server could show is tested at
+statement level in test_mysql8_statements.py (docs/mysql.md says which is which)."""
 
 from __future__ import annotations
 
