@@ -47,9 +47,11 @@ import pytest
 import yaml
 from samtranslator.yaml_helper import yaml_parse
 
-from scripts import deploy_lock
+from scripts import deploy_lock, fetch_rds_ca
 from tests.conftest import TARGETS
 from tests.support import driver
+from tests.support.ca_server import BundleServer
+from tests.support.tls import generate_ca, generate_server_tls
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
@@ -673,3 +675,100 @@ def test_the_lock_check_catches_a_version_the_lock_does_not_name(build: Build, t
     shutil.copy(unit.requirements, tmp_path / "requirements.txt")
     problems = deploy_lock.verify_unit(elsewhere, copy)
     assert any(re.search(r"pymysql-.*: version .*, locked 0\.0\.1", problem) for problem in problems), problems
+
+
+# --------------------------------------------------------------------------
+# The Amazon RDS CA bundle, which `make build` adds to the built layer (scripts/fetch_rds_ca.py)
+
+RDS_BUNDLE_PATH = "/global/global-bundle.pem"
+
+
+def _layer_with_rds_bundle(build: Build, into: Path, bundle: bytes) -> Path:
+    """A copy of the built layer, then the fetch as `make build` runs it, from a local HTTPS
+    server with a generated CA standing in for AWS's trust store host."""
+    layer = into / "build" / fetch_rds_ca.LAYER_ID
+    shutil.copytree(build.folder / fetch_rds_ca.LAYER_ID, layer, symlinks=True)
+    with BundleServer(into / "trust-store") as store:
+        store.answer(RDS_BUNDLE_PATH, bundle)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "NO_PROXY": "127.0.0.1,localhost",
+            "SSL_CERT_FILE": store.ca_file,
+            fetch_rds_ca.URL_VARIABLE: store.url(RDS_BUNDLE_PATH),
+        }
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "fetch_rds_ca.py"), str(layer.parent)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    return layer
+
+
+def test_the_layer_built_with_the_rds_bundle_trusts_rds_signed_servers(
+    build: Build, request: pytest.FixtureRequest, sm: Any, tmp_path: Path
+) -> None:
+    """The test PostgreSQL server's CA stands in for RDS's (in no system store): the built
+    function, deployed with DbCaBundle empty, rotates through it only with the bundle."""
+    target = request.getfixturevalue("postgres_harness")
+    name = next(n for n, engine in FUNCTIONS.items() if engine == "postgres")
+    served = Path(target.info.ca_file).read_bytes() + Path(generate_ca(str(tmp_path), "other-rds-ca.pem")).read_bytes()
+    layer = _layer_with_rds_bundle(build, tmp_path, served)
+
+    bundle = layer.joinpath(*fetch_rds_ca._trust().BUNDLE_IN_LAYER)
+    assert bundle == layer / "python" / "rotation_core" / "rds-ca-bundle.pem"
+    assert bundle.read_bytes() == served
+    (unit,) = [u for u in deploy_lock.units() if u.logical_id == fetch_rds_ca.LAYER_ID]
+    assert deploy_lock.verify_unit(unit, layer) == [], "the lock check accounts for the bundle"
+
+    for label, layers in (("without the bundle", build.layer_folders(name)), ("with the bundle", [layer])):
+        arn, before = target.new_secret(sm, TARGETS["postgres_harness"][0])
+        token = driver.start_rotation(sm, arn)
+        run_dir = tmp_path / label.replace(" ", "-")
+        run_dir.mkdir()
+        env = {
+            **target.env(),
+            "DB_CA_BUNDLE": "",  # the template's default: the default trust
+            "SECRETS_MANAGER_ENDPOINT": sm.meta.endpoint_url,
+            "TMPDIR": str(run_dir),  # Lambda's /tmp, where the combined file goes
+        }
+        events = [driver.event(arn, token, step) for step in driver.STEPS]
+        run = run_built(build, name, run_dir, events, env, layer_folders=layers)
+        if label == "with the bundle":
+            assert run.ok, f"{name} with the RDS CA bundle: {run.steps}\n{run.output[-3000:]}"
+            assert "AWSCURRENT" in driver.stages(sm, arn)[token]
+            assert target.works(json.loads(driver.value(sm, arn, "AWSCURRENT")))
+            assert [p.name for p in run_dir.glob("rotation-ca-*.pem")], "the combined file is in /tmp"
+        else:
+            assert not run.ok
+            failed = next(step for step in run.steps if not step["ok"])
+            assert failed["step"] == "setSecret" and "certificate verify failed" in failed["error"], failed
+            assert "AWSCURRENT" not in driver.stages(sm, arn)[token]
+            assert json.loads(driver.value(sm, arn, "AWSCURRENT")) == before
+
+
+def test_the_lock_check_refuses_anything_but_ca_certificates_as_the_rds_bundle(build: Build, tmp_path: Path) -> None:
+    (unit,) = [u for u in deploy_lock.units() if u.logical_id == fetch_rds_ca.LAYER_ID]
+    layer = tmp_path / fetch_rds_ca.LAYER_ID
+    shutil.copytree(build.folder / fetch_rds_ca.LAYER_ID, layer, symlinks=True)
+    bundle = layer.joinpath(*fetch_rds_ca._trust().BUNDLE_IN_LAYER)
+    (tmp_path / "tls").mkdir()
+    tls = generate_server_tls(str(tmp_path / "tls"))
+    for content, expected in (
+        (Path(tls.cert_file).read_bytes(), "certificate 1 is not a CA certificate"),
+        (Path(tls.ca_file).read_bytes() + b"import os\n", "not only PEM certificates"),
+    ):
+        bundle.write_bytes(content)
+        problems = deploy_lock.verify_unit(unit, layer)
+        prefix = f"{fetch_rds_ca.LAYER_ID}: python/rotation_core/rds-ca-bundle.pem: not an RDS CA bundle: "
+        assert len(problems) == 1 and problems[0].startswith(prefix), problems
+        assert expected in problems[0]
+    # The same bytes anywhere else in the layer are a file nothing accounts for.
+    bundle.unlink()
+    (layer / "python" / "rds-ca-bundle.pem").write_bytes(Path(tls.ca_file).read_bytes())
+    assert deploy_lock.verify_unit(unit, layer) == [
+        f"{fetch_rds_ca.LAYER_ID}: python/rds-ca-bundle.pem: neither from a locked wheel nor the function's own source"
+    ]
