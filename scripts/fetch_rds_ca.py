@@ -45,7 +45,14 @@ DEFAULT_BUILD = ROOT / ".aws-sam" / "build"
 LAYER_ID = "RotationCoreLayer"
 DEFAULT_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
 GOVCLOUD_URL = "https://truststore.pki.us-gov-west-1.rds.amazonaws.com/global/global-bundle.pem"
-AWS_HOSTS = frozenset(urllib.parse.urlsplit(url).hostname for url in (DEFAULT_URL, GOVCLOUD_URL))
+# AWS's RDS trust store hosts: commercial Regions, GovCloud (US), and China (regional bundles
+# only: https://rds-truststore.s3.cn-north-1.amazonaws.com.cn/<region>/<region>-bundle.pem).
+AWS_HOSTS = frozenset(
+    {
+        *(urllib.parse.urlsplit(url).hostname for url in (DEFAULT_URL, GOVCLOUD_URL)),
+        "rds-truststore.s3.cn-north-1.amazonaws.com.cn",
+    }
+)
 URL_VARIABLE = "RDS_CA_BUNDLE_URL"
 MAX_BYTES = 4 * 1024 * 1024  # the global bundle is about 170 kB
 TIMEOUT = 30
