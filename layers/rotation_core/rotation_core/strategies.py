@@ -209,10 +209,12 @@ class DatabaseRotation(Rotation):
         login of one's own named so would have the master reset `victim`; and a
         `<user>_clone` that someone else made SUPERUSER would have its password handed to
         whoever reads this secret. The other user is this secret's when:
-        - it is the clone, and the database says it is the original's, holding nothing the
-          original does not (PostgreSQL: a member of the original role; MySQL and Redshift,
-          which have no such tie: no global privilege, role or group beyond the original's);
-          or it does not exist yet (the master creates it from the original);
+        - the database ties the pair, the clone holding nothing the original does not
+          (PostgreSQL: the clone is a member of the original role, so it can act as the
+          original already), in either direction;
+        - it is the clone, and it does not exist yet (the master creates it from the
+          original), or, where the engine has no such tie (MySQL, Redshift), it holds no
+          global privilege, role or group beyond the original's;
         - or a credential of this secret for it logs in: the one AWSPREVIOUS holds (the
           normal case: the user the previous rotation moved away from), the pending one
           (setSecret run again), or an abandoned rotation's (the failure path).
@@ -220,11 +222,10 @@ class DatabaseRotation(Rotation):
         original = original_username(current.username)
         clone = original + CLONE_SUFFIX
         standing = self.engine.alternate_standing(conn, original, clone)
-        if pending.username == clone:
-            if standing is None:
-                return
-            if standing.related is not False and not standing.beyond:
-                return
+        if standing is not None and standing.related and not standing.beyond:
+            return  # tied by the database (a member of the original: it can act as it already)
+        if pending.username == clone and (standing is None or (standing.related is None and not standing.beyond)):
+            return
         if self._controls(ctx, current, pending):
             return
         if pending.username == clone and standing is not None and standing.beyond:
