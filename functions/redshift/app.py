@@ -405,8 +405,10 @@ class RedshiftEngine:
 
     # -- the alternate user --------------------------------------------------------------
     def alternate_standing(self, conn: Connection, original: str, clone: str) -> Standing | None:
-        """Redshift has no tie between two users: the clone stands when it is no superuser,
-        has no CREATEDB and is in no group, beyond the original."""
+        """The clone holds nothing beyond the original when it is no superuser, has no
+        CREATEDB and is in no group the original is not in. The pair is tied when the pair
+        group (which only the master creates, and refuses to share) holds exactly the two:
+        each already reaches what the other owns."""
         with _transaction(conn):
             _stored_user(conn, original, _ORIGINAL_CASE)
             if _stored_user(conn, clone, _CLONE_CASE) is None:
@@ -422,7 +424,8 @@ class RedshiftEngine:
             groups = {row[0] for row in _rows(conn, _GROUPS_OF, (clone,))} - {pair}
             if groups - {row[0] for row in _rows(conn, _GROUPS_OF, (original,))}:
                 beyond.append("groups")
-        return Standing(related=None, beyond=tuple(beyond))
+            members = {row[0] for row in _rows(conn, _MEMBERS_OF, (pair,))}
+        return Standing(related=True if members == {original, clone} else None, beyond=tuple(beyond))
 
     def sync_clone(self, conn: Connection, original: str, clone: str, password: Sensitive | None) -> None:
         with _transaction(conn):
