@@ -138,7 +138,7 @@ _TRANSIENT_CODES = frozenset(
 #: What the drivers say when the server offers no TLS at all (libpq; PyMySQL).
 _NO_TLS = ("does not support SSL", "SSL is required but the server doesn't support it")
 #: ... and when its certificate is not trusted (OpenSSL, through libpq, PyMySQL, ssl).
-_UNTRUSTED = ("certificate verify failed",)
+_UNTRUSTED = ("certificate verify failed", "not signed by a trusted authority")
 
 
 RESUMED = "the unfinished rotation's AWSPENDING version, resumed with its own token"

@@ -67,6 +67,7 @@ from rotation_core import (
     Sensitive,
     UnreachableError,
     rotation_handler,
+    trust,
 )
 from rotation_core.engine import Standing
 from rotation_core.errors import printable
@@ -766,7 +767,7 @@ class MySQLEngine:
         try:
             conn: Connection = pymysql.connect(**options)
         except pymysql.MySQLError as exc:
-            raise self._connect_error(exc, login.password) from None
+            raise self._connect_error(exc, login, settings) from None
         except RuntimeError as exc:  # pymysql: an authentication plugin it cannot run (ed25519 without PyNaCl)
             raise ConfigurationError(
                 f"the account uses an authentication method this function cannot use: {_cause(exc, None)}"
@@ -786,7 +787,8 @@ class MySQLEngine:
         return context
 
     @staticmethod
-    def _connect_error(exc: Exception, password: Sensitive) -> RotationError:
+    def _connect_error(exc: Exception, login: DatabaseSecret, settings: ConnectionSettings) -> RotationError:
+        password = login.password
         code = _error_code(exc)
         # Connecting sends no statement: the driver's and server's text helps (TLS errors)
         # and holds no password; masked all the same, should a driver ever echo one.
@@ -801,7 +803,7 @@ class MySQLEngine:
         if code == _PLUGIN_NOT_LOADED:
             return ConfigurationError(f"{_PLUGIN_GONE_MESSAGE}: {cause}")
         if code == _TLS_FAILED or any(marker in cause for marker in _TLS_MARKERS):
-            return UnreachableError(f"TLS with certificate verification failed: {cause}")
+            return UnreachableError(trust.describe_tls_failure(login.host, settings.ca_source, cause))
         return UnreachableError(f"cannot connect: {cause}")
 
     def set_own_password(self, conn: Connection, username: str, password: Sensitive) -> None:  # noqa: ARG002

@@ -30,6 +30,7 @@ from rotation_core import (
     Sensitive,
     UnreachableError,
     rotation_handler,
+    trust,
 )
 from rotation_core.engine import Standing
 from rotation_core.errors import printable
@@ -117,7 +118,7 @@ class PostgresEngine:
                 ) from None
             if any(marker in message for marker in _TLS_FAILURES):
                 cause = _cause(exc, login.password)
-                raise UnreachableError(f"TLS with certificate verification failed: {cause}") from None
+                raise UnreachableError(trust.describe_tls_failure(login.host, settings.ca_source, cause)) from None
             raise UnreachableError(f"cannot connect: {_cause(exc, login.password)}") from None
         return conn
 

@@ -64,6 +64,7 @@ from rotation_core import (
     Sensitive,
     UnreachableError,
     rotation_handler,
+    trust,
 )
 from rotation_core.engine import Standing
 from rotation_core.errors import printable
@@ -208,7 +209,10 @@ def _refusal(code: str, message: str) -> RotationError:
     return UnreachableError(f"the server refused the connection: {message}")
 
 
-def _connect_error(exc: Exception, password: Sensitive) -> RotationError:
+REDSHIFT_TRUST = "the system store and the Redshift CAs redshift-connector ships (SSL_CERT_FILE adds another)"
+
+
+def _connect_error(exc: Exception, password: Sensitive, host: str) -> RotationError:
     """What a failed redshift_connector.connect means, by kind."""
     first = exc.args[0] if exc.args else None
     cause = exc.args[1] if len(exc.args) > 1 else None  # ("communication error", OSError)
@@ -218,7 +222,7 @@ def _connect_error(exc: Exception, password: Sensitive) -> RotationError:
     if isinstance(cause, Exception):
         message = _server_message(cause, password.reveal())
     if isinstance(cause, ssl.SSLError) or "SSL" in message:
-        return UnreachableError(f"TLS with certificate verification failed: {message}")
+        return UnreachableError(trust.describe_tls_failure(host, REDSHIFT_TRUST, message))
     return UnreachableError(f"cannot connect: {message}")
 
 
@@ -364,7 +368,7 @@ class RedshiftEngine:
         try:
             conn = redshift_connector.connect(**options)
         except Error as exc:
-            raise _connect_error(exc, login.password) from None
+            raise _connect_error(exc, login.password, login.host) from None
         finally:
             _refuse_cleartext.reset(guard)
         # The driver has one socket timeout for everything: connecting is done, so give
