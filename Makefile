@@ -3,7 +3,14 @@
 #   make test    lint, types, `sam validate --lint`, checkov, then the whole test suite
 #   make bench   calls, connections, import time, wall time and memory of a rotation
 SHELL := /bin/bash
-PYTHON313 := $(shell scripts/python313.sh)
+# Python 3.13 (scripts/python313.sh). Without it, every target but clean stops here with the
+# script's one message (not a second, confusing failure from venv or sam build later).
+PYTHON313 := $(shell scripts/python313.sh 2>/dev/null)
+ifeq ($(PYTHON313),)
+ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),all)),)
+$(error $(shell scripts/python313.sh 2>&1 >/dev/null))
+endif
+endif
 PY_BIN := $(dir $(PYTHON313))
 VENV := .venv
 SAM_VENV := .venv-sam
@@ -82,9 +89,14 @@ bench: system-deps venv
 # host; a failed fetch fails the build; docs/tls.md); then the check of every built package
 # against the hash locks (requirements.lock; scripts/deploy_lock.py says why it is checked
 # after the build). Offline: `make build FETCH_RDS_CA=0` builds without the bundle, and says so.
+# ARCH: the functions' Architecture (x86_64 or arm64: build for the one you deploy), e.g.
+# `make build ARCH=arm64`; sam build runs with python3.13 on PATH, as it needs without a container.
 FETCH_RDS_CA ?= 1
+ARCH ?= x86_64
+ARCHES := x86_64 arm64
 build: sam-venv venv
-	PATH="$(PY_BIN):$$PATH" $(SAM) build
+	$(if $(filter-out 1,$(words $(filter $(ARCH),$(ARCHES)))),$(error ARCH must be x86_64 or arm64, not '$(ARCH)'))
+	PATH="$(PY_BIN):$$PATH" $(SAM) build --parameter-overrides Architecture=$(ARCH)
 	$(PY) scripts/fetch_rds_ca.py $(if $(filter 0,$(FETCH_RDS_CA)),--without) .aws-sam/build
 	$(PY) scripts/deploy_lock.py verify .aws-sam/build
 

@@ -8,5 +8,5 @@ for candidate in "$root"/versions/3.13*/bin/python3 /usr/local/bin/python3.13 /u
     exit 0
   fi
 done
-echo "Python 3.13 not found: install it (e.g. 'pyenv install 3.13') and try again" >&2
+echo "Python 3.13 not found (looked in $root/versions/3.13*, /usr/local/bin, /usr/bin): install it (e.g. 'pyenv install 3.13') and try again" >&2
 exit 1
