@@ -534,20 +534,44 @@ def cmd_attach(args: argparse.Namespace, out: Output) -> int:
 
 # -- events -------------------------------------------------------------------------------------
 def cmd_events(args: argparse.Namespace, out: Output) -> int:
-    from rotation_cli.events import write_events
+    from rotation_cli.events import default_dir, write_events
 
     if args.out is None and not args.engine:
-        raise UsageError("give --engine (events go to events/<engine>/) or --out DIR")
-    out_dir = Path(args.out) if args.out else Path("events") / args.engine
-    token, files, notes = write_events(args.secret, args.token, out_dir)
-    out.line(f"events for {args.secret}, ClientRequestToken {token}")
-    for path in files:
+        raise UsageError(f"give --engine (events go to {default_dir('ENGINE')}/) or --out DIR")
+    aws_given = {"--region": args.region, "--profile": args.profile, "--endpoint-url": args.endpoint_url}
+    aws_given["--emulator/--no-emulator"] = args.emulator
+    given = [name for name, value in aws_given.items() if value is not None]
+    if given and not args.check:
+        raise UsageError(f"{', '.join(given)}: only with --check (without it, events makes no AWS call)")
+    out_dir = Path(args.out) if args.out else default_dir(args.engine)
+    client = _aws(args).secretsmanager if args.check else None
+    written = write_events(args.secret, args.token, out_dir, force=args.force, client=client)
+    out.line(f"events for {args.secret}, ClientRequestToken {written.token}")
+    out.line(f"  into {out_dir.resolve()}/")
+    for path in written.files:
         out.line(f"  wrote {path}")
-    for note in notes:
+    if written.checked:
+        out.line(f"  checked: {written.checked}")
+    else:
+        out.line(
+            "  not checked: no AWS call was made (--check does DescribeSecret): the function accepts these "
+            "events only while this version of the secret is staged AWSPENDING"
+        )
+    for note in written.notes:
         out.line(f"  note: {note}")
     if args.engine:
-        out.line(f"  try one: sam local invoke {_logical_id_hint(args.engine)} -e {files[0]}")
-    out.document({"command": "events", "token": token, "files": [str(p) for p in files], "notes": notes})
+        out.line(f"  try one: sam local invoke {_logical_id_hint(args.engine)} -e {written.files[0]}")
+        out.line(f"  or without Docker: {_program()} invoke --engine {args.engine} -e {written.files[0]}")
+    out.document(
+        {
+            "command": "events",
+            "token": written.token,
+            "folder": str(out_dir.resolve()),
+            "files": [str(p) for p in written.files],
+            "checked": written.checked,
+            "notes": written.notes,
+        }
+    )
     return OK
 
 
@@ -768,14 +792,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     events = commands.add_parser(
         "events",
-        parents=[_json_option()],
+        parents=[aws_options],
         help="write the four step events for `sam local invoke -e`",
-        description="Write createSecret.json ... finishSecret.json for a secret and token (no AWS call).",
+        description="Write createSecret.json ... finishSecret.json for a secret and token (no AWS call unless "
+        "--check). Existing files are never overwritten without --force.",
     )
     events.add_argument("secret", metavar="SECRET_ARN", help="the secret's ARN (what the service sends)")
     events.add_argument("--token", help="ClientRequestToken: the AWSPENDING version's id (default: a new UUID)")
-    events.add_argument("--engine", help="the function (the default folder is events/<engine>/)")
-    events.add_argument("--out", help="folder to write to (default events/<engine>/)")
+    events.add_argument("--engine", help="the function (the default folder is .aws-sam/events/<engine>/)")
+    events.add_argument(
+        "--out", help="folder to write to (default .aws-sam/events/<engine>/ under the current directory)"
+    )
+    events.add_argument("--force", action="store_true", help="overwrite event files that already exist there")
+    events.add_argument(
+        "--check",
+        action="store_true",
+        help="first check with DescribeSecret that --token is the secret's AWSPENDING version (default: no AWS call)",
+    )
     events.set_defaults(run=cmd_events)
     return parser
 
