@@ -1,6 +1,6 @@
 """The command line: `python -m rotation_cli <command> ...` (or bin/rotate).
 
-Commands: rotate, status, recover, attach, events. Each prints what it does, step by
+Commands: rotate, status, recover, attach, events, invoke. Each prints what it does, step by
 step, with durations and results; --json prints one JSON document instead. Exit codes:
 0 success (or a healthy secret), 1 the rotation failed / problems were found / the
 command refused to act, 2 bad arguments (options, endpoints, configuration, missing
@@ -590,6 +590,99 @@ def _logical_id_hint(engine: str) -> str:
     return "".join(part.capitalize() for part in engine.split("_")) + "RotationFunction"
 
 
+# -- invoke -------------------------------------------------------------------------------------
+def _read_event(path: Path) -> dict[str, Any]:
+    """The event file, as `sam local invoke -e` reads it: one JSON object."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"-e: no event file {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"-e: {path} is a folder, not an event file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"-e: cannot read {path}: {type(exc).__name__}") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"-e: {path} is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(doc, dict):
+        raise UsageError(
+            f"-e: {path} holds a JSON {type(doc).__name__}, not the event object "
+            '{"Step": ..., "SecretId": ..., "ClientRequestToken": ...}'
+        )
+    return doc
+
+
+def _shown(value: Any) -> str:
+    """A field of the event, safe to print (never the RotationToken)."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    text = "".join(" " if ord(c) < 32 or 127 <= ord(c) < 160 else c for c in text)
+    return text if len(text) <= 200 else text[:199] + "..."
+
+
+def cmd_invoke(args: argparse.Namespace, out: Output) -> int:
+    """One step from an event file through the function's handler, here, without Docker."""
+    import time
+
+    from rotation_cli.driver import Redactor, function_output, stages
+    from rotation_core import RotationError
+
+    doc = _read_event(Path(args.event))
+    secret_id = doc.get("SecretId")
+    step, token = doc.get("Step"), doc.get("ClientRequestToken")
+    function = _handler(args.engine)
+    aws = Aws.from_options(
+        args.endpoint_url,
+        args.region,
+        args.profile,
+        args.emulator,
+        secret_id=secret_id if isinstance(secret_id, str) else None,
+    )
+    client = aws.secretsmanager
+    handler = bind(function, client, aws.client)
+    out.line(
+        f"invoke {args.engine} with {args.event}: {_shown(step)} for {_shown(secret_id)}, "
+        f"version {_shown(token)}  ({aws.describe_target()})"
+    )
+    began = time.perf_counter()
+    error: str | None = None
+    try:
+        with function_output(sys.stderr if args.verbose else None):
+            handler(doc, None)
+    except Exception as exc:  # noqa: BLE001 - reported as the step's outcome, as Lambda would
+        redactor = Redactor()
+        if not isinstance(exc, RotationError) and isinstance(secret_id, str):
+            with contextlib.suppress(Exception):
+                redactor.load(client, secret_id, [*stages(client, secret_id), *([token] if token else [])])
+        error = describe_error(exc, redactor)
+    ms = (time.perf_counter() - began) * 1000
+    labels: list[str] | None = None
+    if isinstance(secret_id, str) and isinstance(token, str):
+        with contextlib.suppress(Exception):
+            labels = stages(client, secret_id).get(token)
+    if error is None:
+        out.line(f"  {_shown(step):<13} ok     {ms:9.1f} ms")
+    else:
+        out.line(f"  {_shown(step):<13} FAILED {ms:9.1f} ms  {error}")
+    if labels is not None:
+        out.line(f"  version {_shown(token)} now: {','.join(labels) or '(no label)'}")
+    out.document(
+        {
+            "command": "invoke",
+            "engine": args.engine,
+            "event": str(args.event),
+            "step": step,
+            "secret": secret_id,
+            "token": token,
+            "ok": error is None,
+            "ms": round(ms, 1),
+            "error": error,
+            "stages": labels,
+        }
+    )
+    return OK if error is None else FAILED
+
+
 # -- parsing ------------------------------------------------------------------------------------
 def _whole(minimum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
@@ -661,12 +754,6 @@ def _function_options() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="an environment variable for the function, as Lambda would set it (repeatable), e.g. DB_CA_BUNDLE=ca.pem",
     )
-    return common
-
-
-def _json_option() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
     return common
 
 
@@ -810,6 +897,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="first check with DescribeSecret that --token is the secret's AWSPENDING version (default: no AWS call)",
     )
     events.set_defaults(run=cmd_events)
+
+    invoke = commands.add_parser(
+        "invoke",
+        parents=[aws_options, function_options],
+        help="run one step from an event file here, as `sam local invoke -e` would (no Docker)",
+        description="Load functions/<engine>/app.py with the layer, as Lambda would, and invoke its handler once "
+        "with the event file (e.g. events/postgres/createSecret.json, or one `events` wrote). Exit 0 if the step "
+        "succeeded, 1 if the function failed or refused the event.",
+    )
+    invoke.add_argument("--engine", "--function", dest="engine", required=True, help=f"the function: {engines}")
+    invoke.add_argument("-e", "--event", required=True, metavar="FILE", help="the event file (JSON), as for sam")
+    invoke.set_defaults(run=cmd_invoke)
     return parser
 
 
