@@ -924,6 +924,37 @@ class MySQLEngine:
                 _sync_account(cur, server, source, target or fresh, copy)
         _report(copy, action)
 
+    def is_replica(self, conn: Connection) -> bool:
+        """read_only (a replica, an RDS read replica), or innodb_read_only (an Aurora reader)."""
+        with conn.cursor() as cur:
+            _execute(cur, "SELECT @@global.read_only, @@global.innodb_read_only")
+            row = cur.fetchone()
+        return bool(row and (int(row[0] or 0) or int(row[1] or 0)))
+
+    def same_cluster(self, primary: Connection, replica: Connection) -> bool | None:
+        """The primary lists its replicas (SHOW SLAVE HOSTS, SHOW REPLICAS on MySQL 8.0.22+:
+        server id and the port each reports); the replica's own @@server_id and @@port must
+        be among them. Listing needs REPLICATION MASTER ADMIN (MariaDB) or REPLICATION SLAVE
+        (MySQL) for the master: without it, None (the RDS API decides)."""
+        import pymysql
+
+        with replica.cursor() as cur:
+            _execute(cur, "SELECT @@server_id, @@port")
+            row = cur.fetchone()
+        if row is None:
+            return None
+        server_id, port = int(row[0]), int(row[1])
+        server = _server(primary)
+        statement = "SHOW REPLICAS" if not server.mariadb and server.version >= (8, 0, 22) else "SHOW SLAVE HOSTS"
+        try:
+            with primary.cursor() as cur:
+                _execute(cur, statement)
+                listed = [(int(r[0]), int(r[2] or 0)) for r in cur.fetchall()]
+        except pymysql.MySQLError as exc:
+            logger.info("the master may not list the primary's replicas", extra={"error": _error_code(exc)})
+            return None
+        return any(sid == server_id and reported in (port, 0) for sid, reported in listed) and self.is_replica(replica)
+
     def check(self, conn: Connection) -> None:
         with conn.cursor() as cur:
             _execute(cur, "SELECT 1")

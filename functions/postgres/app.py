@@ -239,6 +239,25 @@ class PostgresEngine:
                     sql.SQL("ALTER ROLE {} SET role TO {}").format(sql.Identifier(clone), sql.Literal(original))
                 )
 
+    def is_replica(self, conn: Connection) -> bool:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_is_in_recovery()")
+            row = cur.fetchone()
+        return bool(row and row[0])
+
+    def same_cluster(self, primary: Connection, replica: Connection) -> bool | None:
+        """A primary and its physical standbys share the system identifier initdb chose
+        (pg_control_system(), readable by any user); the standby is in recovery."""
+        identifiers = []
+        for conn in (primary, replica):
+            with conn, conn.cursor() as cur:
+                cur.execute("SELECT system_identifier::text FROM pg_control_system()")
+                row = cur.fetchone()
+            identifiers.append(row[0] if row else None)
+        if None in identifiers:
+            return None
+        return identifiers[0] == identifiers[1] and self.is_replica(replica)
+
     def check(self, conn: Connection) -> None:
         with conn, conn.cursor() as cur:
             cur.execute("SELECT 1")

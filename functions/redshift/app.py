@@ -543,6 +543,12 @@ class RedshiftEngine:
             _execute(conn, statement)
         return later
 
+    def is_replica(self, conn: Connection) -> bool:  # noqa: ARG002 - Redshift endpoints always take writes
+        return False
+
+    def same_cluster(self, primary: Connection, replica: Connection) -> bool | None:  # noqa: ARG002
+        return None  # no read replicas in Redshift: a secret naming another endpoint is refused
+
     def check(self, conn: Connection) -> None:
         _rows(conn, "SELECT 1")
         conn.rollback()

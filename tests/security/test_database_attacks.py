@@ -126,13 +126,16 @@ def test_master_found_through_system_tags_is_used_on_its_own_server_only(
     username, password = new_user(harness)
     handler = harness.make_handler()
     handler.aws_client_factory = fake_aws
-    # The writer points the rotated secret at their own server: refused before any login.
+    # The writer points the rotated secret at their own server, as if it were a replica:
+    # at most the secret's own credential goes there (to prove it a replica), never the
+    # master's; refused before anything changes.
     lure = rotated_secret(
         sm, {**harness.secret(username, password, masterarn=masterarn), "host": recorder.host, "port": recorder.port}
     )
     failure = rotate_as_secrets_manager(handler, sm, lure)
-    assert isinstance(failure, ConfigurationError) and "do not name the master's database" in str(failure)
-    assert recorder.connections == 0
+    assert isinstance(failure, RotationError)
+    assert_master_never_reached(harness, recorder)
+    assert harness.logs_in(username, password) and not user_exists(harness, username + "_clone")
     assert fake_aws.calls and fake_aws.calls[0][1] in (
         {"DBInstanceIdentifier": SYSTEM_TAG[harness.name][1]},
         {"DBClusterIdentifier": SYSTEM_TAG[harness.name][1]},
@@ -152,8 +155,15 @@ def test_master_with_a_host_ignores_another_host_in_the_rotated_secret(
     doc = harness.secret(username, password, masterarn=master_secret(harness, sm), ssl=False)
     arn = rotated_secret(sm, {**doc, "host": recorder.host, "port": recorder.port})
     failure = rotate_as_secrets_manager(harness.make_handler(), sm, arn)
-    assert isinstance(failure, ConfigurationError) and "do not name the master's database" in str(failure)
-    assert recorder.connections == 0 and not recorder.saw(harness.master_password)
+    assert isinstance(failure, RotationError)
+    assert_master_never_reached(harness, recorder)
+    assert harness.logs_in(username, password) and not user_exists(harness, username + "_clone")
+
+
+def assert_master_never_reached(harness: DatabaseHarness, recorder: Recorder) -> None:
+    """Neither the master's name nor its password reached the writer's server."""
+    assert not recorder.saw(harness.master_password)
+    assert not recorder.saw(harness.master_user)
 
 
 # -- 4. the rotated secret cannot turn the master's TLS off ---------------------------------

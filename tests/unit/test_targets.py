@@ -89,3 +89,55 @@ def test_refusals_name_the_call_and_what_to_do() -> None:
 
     with pytest.raises(ConfigurationError, match="does not know the database"):
         discover("setSecret", {"aws:rds:primaryDBInstanceArn": "arn"}, lambda _: Missing())
+
+
+class FakeRds:
+    """DescribeDBInstances / DescribeDBClusters as RDS answers them (fields AWS's functions read)."""
+
+    def __init__(self) -> None:
+        self.instances = {
+            "orders-replica": {"ReadReplicaSourceDBInstanceIdentifier": "orders"},
+            "orders": {"Endpoint": {"Address": "orders.abc.us-east-1.rds.amazonaws.com"}},
+            "lonely": {},
+            "aurora-2": {"DBClusterIdentifier": "shop"},
+        }
+        self.clusters = {
+            "shop": {
+                "Endpoint": "shop.cluster-abc.us-east-1.rds.amazonaws.com",
+                "ReaderEndpoint": "shop.cluster-ro-abc.us-east-1.rds.amazonaws.com",
+            }
+        }
+
+    def describe_db_instances(self, DBInstanceIdentifier: str) -> Any:  # noqa: N803 - boto3's name
+        return {"DBInstances": [self.instances[DBInstanceIdentifier]]}
+
+    def describe_db_clusters(self, DBClusterIdentifier: str) -> Any:  # noqa: N803 - boto3's name
+        return {"DBClusters": [self.clusters[DBClusterIdentifier]]}
+
+
+class Ctx:
+    def __init__(self) -> None:
+        self.rds = FakeRds()
+
+    def aws_client(self, service: str) -> Any:
+        assert service == "rds"
+        return self.rds
+
+
+@pytest.mark.parametrize(
+    ("replica", "writer", "verdict"),
+    [
+        ("orders-replica.abc.us-east-1.rds.amazonaws.com", "orders.abc.us-east-1.rds.amazonaws.com", True),
+        ("orders-replica.abc.us-east-1.rds.amazonaws.com", "other.abc.us-east-1.rds.amazonaws.com", False),
+        ("lonely.abc.us-east-1.rds.amazonaws.com", "orders.abc.us-east-1.rds.amazonaws.com", False),
+        ("aurora-2.abc.us-east-1.rds.amazonaws.com", "shop.cluster-abc.us-east-1.rds.amazonaws.com", True),
+        ("shop.cluster-ro-abc.us-east-1.rds.amazonaws.com", "shop.cluster-abc.us-east-1.rds.amazonaws.com", True),
+        ("shop.cluster-ro-abc.us-east-1.rds.amazonaws.com", "orders.abc.us-east-1.rds.amazonaws.com", False),
+        ("replica.example.internal", "orders.abc.us-east-1.rds.amazonaws.com", None),  # not RDS: cannot tell
+        ("unknown.abc.us-east-1.rds.amazonaws.com", "orders.abc.us-east-1.rds.amazonaws.com", None),  # API error
+    ],
+)
+def test_rds_says_whether_a_host_is_a_replica(replica: str, writer: str, verdict: bool | None) -> None:
+    from rotation_core.targets import rds_replica_of
+
+    assert rds_replica_of(Ctx(), replica, writer) is verdict  # type: ignore[arg-type]

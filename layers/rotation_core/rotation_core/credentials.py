@@ -79,6 +79,18 @@ class DatabaseSecret:
         return (self.host.rstrip(".").lower(), self.port) == (host.rstrip(".").lower(), port)
 
 
+def writer_of(secret: DatabaseSecret) -> tuple[str, int] | None:
+    """The primary of a read replica the secret names, from its optional fields
+    'writer_host' and 'writer_port' (single user: where the password changes)."""
+    host = _text(secret.extra, "writer_host", "current", required=False)
+    if not host:
+        if secret.extra.get("writer_port") is not None:
+            raise ConfigurationError("field 'writer_port' of the current secret needs field 'writer_host'")
+        return None
+    port = _port({"port": secret.extra.get("writer_port")}, "current", secret.port)
+    return host, port
+
+
 def load_document(text: str | None, role: str) -> dict[str, Any]:
     """The secret's JSON object, or a ConfigurationError naming the role (never the text)."""
     if text is None:

@@ -75,6 +75,16 @@ class DatabaseEngine(Protocol[C]):
         database says of it (see Standing). Nothing is changed."""
         ...
 
+    def is_replica(self, conn: C) -> bool:
+        """Whether the connected server is a read-only replica (a standby, an Aurora reader)."""
+        ...
+
+    def same_cluster(self, primary: C, replica: C) -> bool | None:
+        """Whether the server of `replica` (a connection as the rotated user) replicates from
+        the server of `primary` (the master's connection): True, False, or None when the
+        database cannot tell (privileges, an engine without replicas)."""
+        ...
+
     def check(self, conn: C) -> None:
         """Run a harmless query proving the session works."""
         ...

@@ -32,6 +32,10 @@ CONNECT_TIMEOUT = "CONNECT_TIMEOUT"
 # The master credential travels over verified TLS only. An operator (never a secret) may
 # let a master secret's own `"ssl": false` turn TLS off, for a server without TLS.
 ALLOW_PLAINTEXT_MASTER = "ALLOW_PLAINTEXT_MASTER"
+# A secret naming a read replica: how long setSecret waits for the replica to accept the new
+# password (seconds, within the function's 30 s timeout).
+REPLICA_WAIT = "REPLICA_WAIT"
+DEFAULT_REPLICA_WAIT = 15
 # The other secrets a rotated secret may name (masterarn, an API provider's admin or verify
 # secret), comma-separated ARNs. When set, any other is refused, so that a rotated secret
 # cannot name, say, another secret this function rotates. The stack sets it from the same
@@ -120,6 +124,7 @@ class Settings:
     connection: ConnectionSettings
     secrets_manager_endpoint: str | None
     allow_plaintext_master: bool = False
+    replica_wait: int = DEFAULT_REPLICA_WAIT
     trusted_secret_arns: frozenset[str] | None = None  # None: not set (IAM alone decides)
 
 
@@ -215,6 +220,7 @@ def load(env: Mapping[str, str]) -> Settings:
         ),
         secrets_manager_endpoint=secrets_manager_endpoint(env),
         allow_plaintext_master=_flag(env, ALLOW_PLAINTEXT_MASTER, default=False),
+        replica_wait=_integer(env, REPLICA_WAIT, DEFAULT_REPLICA_WAIT, 0, 25),
         trusted_secret_arns=_arns(env, TRUSTED_SECRET_ARNS),
     )
 

@@ -23,7 +23,8 @@ alternating users
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -31,7 +32,7 @@ from rotation_core import credentials, passwords, targets
 from rotation_core import settings as config
 from rotation_core.credentials import DatabaseSecret, Defaults
 from rotation_core.engine import DatabaseEngine
-from rotation_core.errors import AuthenticationError, ConfigurationError
+from rotation_core.errors import AuthenticationError, ConfigurationError, UnreachableError
 from rotation_core.observability import logger
 from rotation_core.protocol import Rotation, StepContext
 from rotation_core.settings import Strategy
@@ -126,31 +127,90 @@ class DatabaseRotation(Rotation):
             raise ConfigurationError(
                 "setSecret: field 'username' of the pending secret differs from the current secret"
             )
-        conn = self._logs_in(ctx, current, "current")
+        # A secret naming a read replica says where its primary is ('writer_host'): the
+        # password changes there, and the replica is waited for.
+        writer = credentials.writer_of(current)
+
+        def on_writer(secret: DatabaseSecret) -> DatabaseSecret:
+            return replace(secret, host=writer[0], port=writer[1]) if writer else secret
+
+        conn = self._logs_in(ctx, on_writer(current), "current")
         if conn is None:
-            already = self._logs_in(ctx, pending, "pending")
+            already = self._logs_in(ctx, on_writer(pending), "pending")
             if already is not None:
                 already.close()
                 logger.info("the pending credential already logs in: nothing to set")
+                if writer:
+                    self._wait_for_replica(ctx, pending)
                 return
             previous_text = ctx.previous()
             if previous_text is not None:
                 previous = self._parse(previous_text, "previous")
                 if previous.username == current.username and previous.same_target(current):
-                    conn = self._logs_in(ctx, previous, "previous")
+                    conn = self._logs_in(ctx, on_writer(previous), "previous")
             if conn is None:
-                conn = self._abandoned_login(ctx, current)
+                conn = self._abandoned_login(ctx, current, on_writer)
             if conn is None:
                 raise AuthenticationError(
                     "setSecret: neither the current, the pending, the previous nor an abandoned earlier "
                     "credential can log in"
                 )
         try:
+            if writer:
+                self._prove_replica_single(ctx, conn, current)
+            elif self.engine.is_replica(conn):
+                raise ConfigurationError(
+                    "setSecret: the secret's host is a read-only replica, where a password cannot change: add the "
+                    "field 'writer_host' (and 'writer_port' if it differs) naming its primary, or rotate with "
+                    "alternating users (masterarn)"
+                )
             self.engine.set_own_password(conn, current.username, pending.password)
         finally:
             conn.close()
+        if writer:
+            self._wait_for_replica(ctx, pending)
 
-    def _abandoned_login(self, ctx: StepContext, current: DatabaseSecret) -> Any | None:
+    def _prove_replica_single(self, ctx: StepContext, writer_conn: Any, current: DatabaseSecret) -> None:
+        """'writer_host' must be the primary of the secret's host where anything can tell."""
+        replica = self._logs_in(ctx, current, "current")
+        if replica is None:
+            return  # the current password is already replaced on both (a step run again): nothing to prove
+        try:
+            verdict = self.engine.same_cluster(writer_conn, replica)
+        finally:
+            replica.close()
+        if verdict is None:
+            verdict = targets.rds_replica_of(ctx, current.host, credentials.writer_of(current)[0])  # type: ignore[index]
+        if verdict is False:
+            raise ConfigurationError(
+                "setSecret: the secret's host is not a replica of the server field 'writer_host' names; nothing changed"
+            )
+
+    def _wait_for_replica(self, ctx: StepContext, pending: DatabaseSecret) -> None:
+        """Wait, within REPLICA_WAIT seconds, until the replica the secret names accepts the
+        new password (it changed on the primary), so that testSecret and the applications
+        find it there."""
+        wait = ctx.settings.replica_wait
+        deadline = time.monotonic() + wait
+        while True:
+            conn = self._logs_in(ctx, pending, "pending")
+            if conn is not None:
+                conn.close()
+                return
+            if time.monotonic() >= deadline:
+                raise UnreachableError(
+                    f"setSecret: the replica the secret names did not accept the new password within {wait} s "
+                    f"({config.REPLICA_WAIT}): replication lags; the password is set on the primary, and Secrets "
+                    "Manager's next try of the rotation waits again"
+                )
+            time.sleep(0.25)
+
+    def _abandoned_login(
+        self,
+        ctx: StepContext,
+        current: DatabaseSecret,
+        on_writer: Callable[[DatabaseSecret], DatabaseSecret] | None = None,
+    ) -> Any | None:
         """The lockout AWS's functions leave behind: a rotation set a new password, then was
         abandoned and its AWSPENDING label moved on (a new RotateSecret, or a manual clean-up),
         so the only password that logs in sits in a version without labels. Find it."""
@@ -161,7 +221,7 @@ class DatabaseRotation(Rotation):
                 continue
             if candidate.username != current.username or not candidate.same_target(current):
                 continue
-            conn = self._logs_in(ctx, candidate, "earlier")
+            conn = self._logs_in(ctx, on_writer(candidate) if on_writer else candidate, "earlier")
             if conn is not None:
                 logger.warning("recovered: an abandoned rotation's password logs in; rotating from it")
                 return conn
@@ -181,24 +241,53 @@ class DatabaseRotation(Rotation):
         clone = original + CLONE_SUFFIX
         if master_secret.username in (original, clone):
             raise ConfigurationError("setSecret: the master secret's user cannot be one of the rotated users")
-        # Where the master logs in comes from the master secret (or RDS/Redshift), and the
-        # rotated secret must name that server: it cannot send the master anywhere else.
-        master = targets.master_login(ctx, current.masterarn, master_secret, current, self.engine.defaults)
+        # Where the master logs in comes from the master secret (or RDS/Redshift); the rotated
+        # secret must name that server, or a replica of it proven before the master acts.
+        target = targets.master_login(ctx, current.masterarn, master_secret, current, self.engine.defaults)
+        master = target.login
+        # Every login before the master acts goes to the master's own server: a host the
+        # rotated secret names only ever receives this secret's own credentials.
+        on_writer = replace(current, host=master.host, port=master.port)
         # Confused-deputy check: only a caller who holds a working current credential, on
         # the master's own server, may have the master credential change a user's password.
-        probe = self._logs_in(ctx, current, "current")
+        probe = self._logs_in(ctx, on_writer, "current")
         if probe is None:
             raise AuthenticationError(
                 "setSecret: the current credential could not log in; refusing to use the master credential"
             )
         probe.close()
         with self._session(ctx, master, "master", master=True) as conn:
-            self._check_pair(ctx, conn, current, pending)
+            if target.replica:
+                self._prove_replica(ctx, conn, current, master, target.source)
+            self._check_pair(ctx, conn, on_writer, replace(pending, host=master.host, port=master.port))
             if pending.username == clone:
                 self.engine.sync_clone(conn, original, clone, pending.password)
             else:
                 self.engine.set_password(conn, original, pending.password)
                 self.engine.sync_clone(conn, original, clone, None)
+        if target.replica:
+            self._wait_for_replica(ctx, pending)
+
+    def _prove_replica(
+        self, ctx: StepContext, master_conn: Any, current: DatabaseSecret, master: DatabaseSecret, source: str
+    ) -> None:
+        """The rotated secret names another server than the master's: it must be a replica
+        (a standby, an Aurora reader) of the master's database, as the database itself says
+        (PostgreSQL: the same system identifier, in recovery; MySQL: a replica the primary
+        lists) or else the RDS API. Read-only; raises with nothing changed."""
+        replica = self._logs_in(ctx, current, "current")
+        if replica is None:
+            raise AuthenticationError("setSecret: the current credential could not log in to the secret's host")
+        try:
+            verdict = self.engine.same_cluster(master_conn, replica)
+        finally:
+            replica.close()
+        if verdict is None:
+            verdict = targets.rds_replica_of(ctx, current.host, master.host)
+        if verdict is not True:
+            why = "it replicates from another server" if verdict is False else "neither the database nor RDS can tell"
+            raise targets.not_a_replica(ctx.step, source, why)
+        logger.info("the secret names a replica of the master's database")
 
     def _check_pair(self, ctx: StepContext, conn: Any, current: DatabaseSecret, pending: DatabaseSecret) -> None:
         """Before the master changes the other user of the pair (pending.username), prove

@@ -138,11 +138,20 @@ def _pages(client: Any, operation: str, key: str) -> Any:
         yield from page.get(key, [])
 
 
+@dataclass(frozen=True)
+class MasterTarget:
+    login: DatabaseSecret  # the master's login, to its own server
+    source: str  # where that server was learnt
+    replica: bool  # the rotated secret names another server: a replica to prove
+
+
 def master_login(
     ctx: StepContext, master_arn: str, master: MasterSecret, user: DatabaseSecret, defaults: Defaults
-) -> DatabaseSecret:
-    """The master's login: to the server its own secret (or RDS/Redshift) names, which the
-    rotated secret must name too; TLS verified unless the operator allows otherwise."""
+) -> MasterTarget:
+    """The master's login: to the server its own secret (or RDS/Redshift) names; TLS
+    verified unless the operator allows otherwise. When the rotated secret names another
+    server, the target says so: the caller must prove that server a replica of this one
+    before anything else, and the master still logs in to its own server only."""
     step = ctx.step
     if master.host is not None:
         endpoint = Endpoint(master.host, master.port or defaults.port, "the master secret")
@@ -155,11 +164,6 @@ def master_login(
             )
         endpoint = Endpoint(found.host, master.port or found.port, found.source)
         logger.info("found the master's database", extra={"source": found.source})
-    if not user.same_server(endpoint.host, endpoint.port):
-        raise ConfigurationError(
-            f"{step}: fields 'host' and 'port' of the rotated secret do not name the master's database (as "
-            f"{endpoint.source} gives it): the master credential is used only on its own server"
-        )
     ssl: bool | None = None  # verified TLS
     if master.ssl is False:
         if not ctx.settings.allow_plaintext_master:
@@ -168,4 +172,45 @@ def master_login(
                 f"TLS unless the function's configuration sets {config.ALLOW_PLAINTEXT_MASTER}=true"
             )
         ssl = False
-    return master.login(endpoint.host, endpoint.port, user.dbname, ssl=ssl)
+    login = master.login(endpoint.host, endpoint.port, user.dbname, ssl=ssl)
+    return MasterTarget(login, endpoint.source, replica=not user.same_server(endpoint.host, endpoint.port))
+
+
+def not_a_replica(step: str, source: str, why: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"{step}: fields 'host' and 'port' of the rotated secret do not name the master's database (as {source} "
+        f"gives it) nor a proven replica of it ({why}): the master credential is used only on its own server"
+    )
+
+
+def rds_replica_of(ctx: StepContext, replica_host: str, writer_host: str) -> bool | None:
+    """What the RDS API says: True when replica_host is a read replica, an Aurora reader
+    instance or the reader endpoint of the database whose endpoint is writer_host; False
+    when it says otherwise; None when the hosts are not RDS endpoints or the API cannot be
+    asked (as AWS's functions do, from the instance identifier in the host name)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    suffixes = (".rds.amazonaws.com", ".rds.amazonaws.com.cn")
+    replica, writer = replica_host.lower().rstrip("."), writer_host.lower().rstrip(".")
+    if not (replica.endswith(suffixes) and writer.endswith(suffixes)):
+        return None
+    identifier = replica.split(".", 1)[0]
+    rds = ctx.aws_client("rds")
+    try:
+        if ".cluster-ro-" in replica:
+            cluster = rds.describe_db_clusters(DBClusterIdentifier=identifier)["DBClusters"][0]
+            return bool(
+                cluster.get("ReaderEndpoint", "").lower() == replica and cluster.get("Endpoint", "").lower() == writer
+            )
+        instance = rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
+        if instance.get("DBClusterIdentifier"):  # an Aurora instance: a reader of its cluster
+            clusters = rds.describe_db_clusters(DBClusterIdentifier=instance["DBClusterIdentifier"])["DBClusters"]
+            return bool(clusters and clusters[0].get("Endpoint", "").lower() == writer)
+        source = instance.get("ReadReplicaSourceDBInstanceIdentifier")
+        if not source:
+            return False
+        primary = rds.describe_db_instances(DBInstanceIdentifier=source)["DBInstances"][0]
+        return bool((primary.get("Endpoint") or {}).get("Address", "").lower() == writer)
+    except (ClientError, BotoCoreError, KeyError, IndexError) as exc:
+        logger.warning("the RDS API could not say whether the host is a replica", extra={"error": type(exc).__name__})
+        return None
