@@ -41,6 +41,10 @@ from rotation_cli.schedule import ScheduleError
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
 DEFAULT_TIMEOUT, DEFAULT_POLL, DEFAULT_MAX_FAILURES = 300.0, 2.0, 3
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+EMULATOR_DATES = (
+    "dates and schedules shown here are the emulator's, not the service's (moto stamps its own dates, "
+    "computes no rotation window and rotates nothing on schedule)"
+)
 
 
 class Output:
@@ -353,10 +357,18 @@ def _rotate_remote(args: argparse.Namespace, aws: Aws, out: Output) -> int:
         listen=listen,
         function_log=sys.stderr if args.verbose else None,
     )
-    if outcome.log_note:
+    if outcome.log_note and not outcome.not_run:
         out.line(f"  note: {outcome.log_note}")
     code = _remote_summary(out, outcome)
-    out.document({"command": "rotate", "mode": "remote", **outcome.as_dict()})
+    doc: dict[str, Any] = {"command": "rotate", "mode": "remote", **outcome.as_dict()}
+    if outcome.not_run:
+        engine = ["--engine", args.engine] if args.engine else []
+        doc["local_command"] = command(aws, args, "rotate", args.secret, "--local", *engine, with_env=True)
+        doc["recover_command"] = command(aws, args, "recover", args.secret, *engine, with_env=True)
+        out.line(f"  AWSPENDING stays on version {outcome.token}, with no value: nothing ran a step.")
+        out.line(f"  run the rotation here instead (it resumes that version): {doc['local_command']}")
+        out.line(f"  or clear it: {doc['recover_command']}")
+    out.document(doc)
     return code
 
 
@@ -373,6 +385,8 @@ def _remote_summary(out: Output, outcome: Any) -> int:
         out.line("rotation finished but FAILED its final checks (see above)")
     elif outcome.gave_up:
         out.line(f"rotation FAILED{why} (seen {len(outcome.failures)} times; the service may retry again)")
+    elif outcome.not_run:
+        out.line(f"rotation not followed: {outcome.not_run}")
     elif outcome.timed_out:
         out.line(f"rotation did not finish within the timeout{why or ' (no failure seen in the logs)'}")
     else:
@@ -425,6 +439,8 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
     out.line(f"function   {function}")
     out.line(f"last       {result.last_rotated or 'never rotated'}")
     out.line(f"next       {result.next_rotation or '-'}")
+    if aws.emulator:
+        out.line(f"emulator   {EMULATOR_DATES}")
     out.line("versions")
     for info in result.versions:
         labels = ",".join(info.stages) or "(no label)"
@@ -437,7 +453,7 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
     out.line("diagnosis")
     for finding in result.findings:
         out.line(f"  {finding.level.upper():<8} {finding.text}")
-    out.document({"command": "status", **result.as_dict()})
+    out.document({"command": "status", **result.as_dict(), "emulator_note": EMULATOR_DATES if aws.emulator else None})
     return OK if result.healthy else FAILED
 
 

@@ -13,6 +13,12 @@ watches two things until the rotation ends or a time limit passes:
 
 The service retries a failed rotation several times; after --max-failures failed steps in
 the logs the follower stops waiting and reports the last one.
+
+An emulator may hold the function without being able to run it: moto invokes a Lambda
+function only through Docker, and without it logs "error running docker" in the function's
+log group and leaves the new version empty. Against an emulator the follower stops at once
+when that line is there and no step has started, and after EMULATOR_GRACE seconds without
+any sign of a step otherwise, instead of polling until the timeout.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from rotation_core.protocol import Rotation
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_POLL = 2.0
 DEFAULT_MAX_FAILURES = 3
+EMULATOR_GRACE = 5.0  # seconds an emulator gets to show that something runs the steps
+_NO_DOCKER = "error running docker"  # what moto logs for an invocation it cannot run
 
 Listener = Callable[[str, dict[str, Any]], None]
 
@@ -83,6 +91,7 @@ class RemoteOutcome:
     timed_out: bool = False
     gave_up: bool = False
     stopped: str | None = None  # why following stopped early
+    not_run: str | None = None  # the emulator does not run the function: why we think so
     seconds: float = 0.0
     logs: list[LogLine] = field(default_factory=list)
     logs_readable: bool | None = None
@@ -108,6 +117,7 @@ class RemoteOutcome:
             "timed_out": self.timed_out,
             "gave_up": self.gave_up,
             "stopped": self.stopped,
+            "emulator_cannot_run": self.not_run,
             "seconds": round(self.seconds, 3),
             "logs_readable": self.logs_readable,
             "log_note": self.log_note,
@@ -188,6 +198,34 @@ class _LogReader:
         return lines
 
 
+def _emulator_error(aws: Aws, function_arn: str, since_ms: int) -> str | None:
+    """moto's own log line for an invocation it could not run (no Docker), if there is one."""
+    try:
+        page = aws.logs.filter_log_events(
+            logGroupName=f"/aws/lambda/{function_name(function_arn)}",
+            startTime=since_ms,
+            filterPattern=f'"{_NO_DOCKER}"',
+        )
+    except Exception:  # noqa: BLE001 - no log group, or no logs at all: no evidence either way
+        return None
+    for item in page.get("events", []):
+        message = str(item.get("message", ""))
+        if _NO_DOCKER in message:
+            return message.splitlines()[0][:200] if message else message
+    return None
+
+
+def _step_started(client: Any, arn: str, token: str, outcome: RemoteOutcome) -> bool:
+    """Any sign that something runs the steps: a log line for the token, or a value in its version."""
+    if outcome.logs:
+        return True
+    try:
+        client.get_secret_value(SecretId=arn, VersionId=token)
+    except Exception:  # noqa: BLE001 - no value yet (moto: ResourceNotFoundException)
+        return False
+    return True
+
+
 def start(aws: Aws, secret_id: str, listen: Listener = _quiet) -> RemoteOutcome:
     """RotateSecret for a secret whose rotation function is configured."""
     client = aws.secretsmanager
@@ -246,6 +284,7 @@ def follow(
             outcome.logs.append(line)
             listen("log", line.as_dict())
 
+    watch_emulator = aws.emulator
     while True:
         versions = stages(client, outcome.secret_arn)
         drain()
@@ -256,6 +295,21 @@ def follow(
         if labels is None or PENDING not in labels:
             outcome.stopped = f"version {outcome.token} is no longer AWSPENDING and did not become AWSCURRENT"
             break
+        if watch_emulator:
+            if _step_started(client, outcome.secret_arn, outcome.token, outcome):
+                watch_emulator = False  # something runs the steps: follow them as usual
+            else:
+                waited = time.monotonic() - began
+                error = _emulator_error(aws, outcome.function_arn, reader.since_ms)
+                if error is not None or waited >= min(timeout, EMULATOR_GRACE):
+                    outcome.not_run = (
+                        f"the emulator cannot invoke the function (moto needs Docker for that; its log: {error})"
+                        if error is not None
+                        else f"the emulator has not run the function: no step started in {waited:.1f} s "
+                        "(moto invokes a Lambda function only through Docker)"
+                    )
+                    outcome.stopped = outcome.not_run
+                    break
         if max_failures and len(outcome.failures) >= max_failures:
             outcome.gave_up = True
             break

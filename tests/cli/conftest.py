@@ -236,16 +236,36 @@ class StandInService:
             self.errors.append(exc)
 
 
+def moto_lambda_config(moto_endpoint: str, use_docker: bool) -> None:
+    import urllib.request
+
+    request = urllib.request.Request(  # noqa: S310 - moto's server on this machine
+        f"{moto_endpoint}/moto-api/config",
+        data=json.dumps({"lambda": {"use_docker": use_docker}}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        assert json.loads(response.read())["lambda"]["use_docker"] is use_docker
+
+
 @pytest.fixture
 def stand_in(moto_endpoint: str) -> Iterator[Callable[..., StandInService]]:
+    """The stand-in plays the service; moto's own invocation is its Docker-free stub (which
+    runs nothing and logs nothing), as if the emulator ran functions (`rotate --remote`
+    stops at once against an emulator that says it cannot)."""
     started: list[StandInService] = []
+    moto_lambda_config(moto_endpoint, use_docker=False)
 
     def start(arn: str, function_arn: str, engine: str = "postgres", attempts: int = 3) -> StandInService:
         service = StandInService(moto_endpoint, arn, function_arn, engine, attempts).__enter__()
         started.append(service)
         return service
 
-    yield start
+    try:
+        yield start
+    finally:
+        moto_lambda_config(moto_endpoint, use_docker=True)
     for service in started:
         service.__exit__()
     for service in started:

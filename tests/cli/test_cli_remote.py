@@ -1,14 +1,28 @@
 """`rotate --remote`: RotateSecret, then follow the rotation the service runs.
 
-moto holds the function but cannot invoke it (no Docker); a stand-in plays the service's
-part (tests/cli/conftest.py: StandInService): it notices the new AWSPENDING version, runs
-the function's steps and writes the function's logs to moto's CloudWatch Logs."""
+moto holds the function but cannot invoke it (no Docker), and the command says so at once.
+For the rest a stand-in plays the service's part (tests/cli/conftest.py: StandInService):
+it notices the new AWSPENDING version, runs the function's steps and writes the function's
+logs to moto's CloudWatch Logs."""
 
 from __future__ import annotations
 
+import shlex
+import time
 from typing import Any
 
-from tests.cli.conftest import MakeFunction, PgSecret, current, run_cli, stuck, wrong_password_secret
+from rotation_cli import remote
+from tests.cli.conftest import (
+    MakeFunction,
+    PgSecret,
+    current,
+    moto_lambda_config,
+    rotate_bin,
+    run_bin,
+    run_cli,
+    stuck,
+    wrong_password_secret,
+)
 from tests.engines import PostgresHarness
 from tests.support import driver
 
@@ -80,10 +94,56 @@ def test_remote_needs_a_configured_function(pg_secret: PgSecret) -> None:
     assert result.code == 1 and "attach" in result.err
 
 
-def test_remote_times_out_when_nothing_runs_the_function(
-    pg_secret: PgSecret, sm: Any, make_function: MakeFunction
+def _state(sm: Any, arn: str) -> tuple[Any, ...]:
+    """AWSCURRENT's version and value: what a rotation nobody runs must leave as it was."""
+    version = next(v for v, s in driver.stages(sm, arn).items() if "AWSCURRENT" in s)
+    return version, current(sm, arn)
+
+
+def test_remote_against_moto_without_docker_says_so_at_once(
+    pg_secret: PgSecret, pg: PostgresHarness, sm: Any, make_function: MakeFunction
 ) -> None:
+    """moto holds the function but invokes it only through Docker: without it, it logs
+    "error running docker" and runs nothing. The command says so at once (default timeout
+    300 s; here 60 s, so that a missing protection fails the test rather than hang it)."""
     _attach(pg_secret.arn, make_function())
-    result = run_cli("rotate", pg_secret.arn, "--remote", "--poll", "0.05", "--timeout", "0.5", "--json")
-    assert result.code == 1
-    assert result.doc is not None and result.doc["timed_out"] and not result.doc["finished"]
+    before = _state(sm, pg_secret.arn)
+    began = time.monotonic()
+    done = run_bin([rotate_bin(), "rotate", pg_secret.arn, "--remote", "--engine", "postgres", "--timeout", "60"])
+    took = time.monotonic() - began
+    assert done.code == 1, done
+    assert took < 15, f"followed for {took:.1f} s"
+    assert "rotation not followed: the emulator cannot invoke the function (moto needs Docker" in done.out
+    assert "error running docker" in done.out and "Traceback" not in done.err
+    assert _state(sm, pg_secret.arn) == before, "AWSCURRENT and its value unchanged"
+    (token,) = stuck(sm, pg_secret.arn)
+    assert f"AWSPENDING stays on version {token}, with no value" in done.out
+    # the printed way forward runs as printed: the rotation, here, resuming that version
+    local = next(line for line in done.out.splitlines() if "run the rotation here instead" in line)
+    resumed = run_bin(shlex.split(local.split(": ", 1)[1]))
+    assert resumed.code == 0, resumed
+    assert "AWSCURRENT" in driver.stages(sm, pg_secret.arn)[token] and pg.works(current(sm, pg_secret.arn))
+
+
+def test_remote_against_an_emulator_that_runs_nothing_stops_after_the_grace(
+    pg_secret: PgSecret, sm: Any, make_function: MakeFunction, moto_endpoint: str
+) -> None:
+    """An emulator that accepts the invocation and runs nothing (moto's Docker-free stub):
+    no step starts within the grace period (or the timeout, if shorter), and it says so."""
+    moto_lambda_config(moto_endpoint, use_docker=False)
+    try:
+        _attach(pg_secret.arn, make_function())
+        before = _state(sm, pg_secret.arn)
+        began = time.monotonic()
+        result = run_cli("rotate", pg_secret.arn, "--remote", "--poll", "0.05", "--timeout", "30", "--json")
+        took = time.monotonic() - began
+        short = run_cli("rotate", pg_secret.arn, "--remote", "--poll", "0.05", "--timeout", "0.5", "--json")
+    finally:
+        moto_lambda_config(moto_endpoint, use_docker=True)
+    assert result.code == 1 and result.doc is not None, result
+    assert "has not run the function: no step started in" in result.doc["emulator_cannot_run"]
+    assert not result.doc["timed_out"] and not result.doc["finished"]
+    assert remote.EMULATOR_GRACE <= took < remote.EMULATOR_GRACE + 10
+    assert short.code == 1 and short.doc is not None and short.doc["emulator_cannot_run"], short
+    assert short.doc["token"] == result.doc["token"], "the unfinished rotation is followed, not a new one"
+    assert _state(sm, pg_secret.arn) == before

@@ -107,3 +107,19 @@ def test_wrong_source_account_is_not_an_invoke_permission(
     assert result.code == 1, result
     assert "does not let secretsmanager.amazonaws.com invoke it" in result.out
     assert "RotationLambdaARN" not in sm.describe_secret(SecretId=pg_secret.arn)
+
+
+def test_against_an_emulator_status_says_its_dates_and_schedules_are_the_emulators(
+    pg_secret: PgSecret, sm: Any, moto_endpoint: str
+) -> None:
+    before = driver.stages(sm, pg_secret.arn)
+    human = run_cli("status", pg_secret.arn, "--no-function-check")
+    lines = [line for line in human.out.splitlines() if "emulator" in line and "not the service's" in line]
+    assert len(lines) == 1, human.out
+    assert lines[0].startswith("emulator   dates and schedules shown here are the emulator's, not the service's")
+    doc = run_cli("status", pg_secret.arn, "--no-function-check", "--json").doc
+    assert doc is not None and "not the service's" in doc["emulator_note"]
+    # the same endpoint declared the real service (a tunnel to AWS): no such line
+    real = run_cli("status", pg_secret.arn, "--no-function-check", "--endpoint-url", moto_endpoint, "--no-emulator")
+    assert "not the service's" not in real.out, real
+    assert driver.stages(sm, pg_secret.arn) == before, "status changed nothing"
