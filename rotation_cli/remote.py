@@ -286,6 +286,9 @@ def follow(
 
     watch_emulator = aws.emulator
     while True:
+        # One clock reading per round for both the emulator's grace and the timeout, so a
+        # slow round cannot pass the timeout between the two checks.
+        waited = time.monotonic() - began
         versions = stages(client, outcome.secret_arn)
         drain()
         labels = versions.get(outcome.token)
@@ -299,7 +302,6 @@ def follow(
             if _step_started(client, outcome.secret_arn, outcome.token, outcome):
                 watch_emulator = False  # something runs the steps: follow them as usual
             else:
-                waited = time.monotonic() - began
                 error = _emulator_error(aws, outcome.function_arn, reader.since_ms)
                 if error is not None or waited >= min(timeout, EMULATOR_GRACE):
                     outcome.not_run = (
@@ -313,7 +315,7 @@ def follow(
         if max_failures and len(outcome.failures) >= max_failures:
             outcome.gave_up = True
             break
-        if time.monotonic() - began > timeout:
+        if waited > timeout:
             outcome.timed_out = True
             break
         time.sleep(poll)
