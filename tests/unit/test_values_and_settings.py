@@ -173,3 +173,19 @@ def test_trusted_secret_arns() -> None:
     assert settings.load({"TRUSTED_SECRET_ARNS": arn[:-7] + "-??????"}).trusted_secret_arns == any_suffix
     assert settings.is_trusted(arn, any_suffix) and settings.is_trusted(arn[:-7], any_suffix)
     assert not settings.is_trusted(arn[:-7] + "x-AbCdEf", any_suffix)
+
+
+def test_writer_of_a_replica() -> None:
+    def secret(**extra: object) -> credentials.DatabaseSecret:
+        return credentials.parse(json.dumps({**BASE, "port": 5432, **extra}), "current", DEFAULTS)
+
+    assert credentials.writer_of(secret()) is None
+    assert credentials.writer_of(secret(writer_host="primary")) == ("primary", 5432)
+    assert credentials.writer_of(secret(writer_host="primary", writer_port="6000")) == ("primary", 6000)
+    assert credentials.writer_of(secret(writer_host=BASE["host"].upper())) is None, "the same server: no replica"
+    with pytest.raises(ConfigurationError, match="'writer_port' of the current secret needs field 'writer_host'"):
+        credentials.writer_of(secret(writer_port=6000))
+    with pytest.raises(ConfigurationError, match="field 'writer_port' of the current secret must be between"):
+        credentials.writer_of(secret(writer_host="primary", writer_port=70000))
+    with pytest.raises(ConfigurationError, match="'writer_host' of the current secret must be a string"):
+        credentials.writer_of(secret(writer_host=5))

@@ -87,8 +87,11 @@ def writer_of(secret: DatabaseSecret) -> tuple[str, int] | None:
         if secret.extra.get("writer_port") is not None:
             raise ConfigurationError("field 'writer_port' of the current secret needs field 'writer_host'")
         return None
-    port = _port({"port": secret.extra.get("writer_port")}, "current", secret.port)
-    return host, port
+    try:
+        port = _port({"port": secret.extra.get("writer_port")}, "current", secret.port)
+    except ConfigurationError as exc:
+        raise ConfigurationError(str(exc).replace("field 'port'", "field 'writer_port'")) from None
+    return None if secret.same_server(host, port) else (host, port)
 
 
 def load_document(text: str | None, role: str) -> dict[str, Any]:

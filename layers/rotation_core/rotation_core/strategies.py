@@ -157,7 +157,7 @@ class DatabaseRotation(Rotation):
                 )
         try:
             if writer:
-                self._prove_replica_single(ctx, conn, current)
+                self._prove_replica_single(ctx, conn, current, writer[0])
             elif self.engine.is_replica(conn):
                 raise ConfigurationError(
                     "setSecret: the secret's host is a read-only replica, where a password cannot change: add the "
@@ -170,7 +170,9 @@ class DatabaseRotation(Rotation):
         if writer:
             self._wait_for_replica(ctx, pending)
 
-    def _prove_replica_single(self, ctx: StepContext, writer_conn: Any, current: DatabaseSecret) -> None:
+    def _prove_replica_single(
+        self, ctx: StepContext, writer_conn: Any, current: DatabaseSecret, writer_host: str
+    ) -> None:
         """'writer_host' must be the primary of the secret's host where anything can tell."""
         replica = self._logs_in(ctx, current, "current")
         if replica is None:
@@ -180,7 +182,7 @@ class DatabaseRotation(Rotation):
         finally:
             replica.close()
         if verdict is None:
-            verdict = targets.rds_replica_of(ctx, current.host, credentials.writer_of(current)[0])  # type: ignore[index]
+            verdict = targets.rds_replica_of(ctx, current.host, writer_host)
         if verdict is False:
             raise ConfigurationError(
                 "setSecret: the secret's host is not a replica of the server field 'writer_host' names; nothing changed"
