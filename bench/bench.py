@@ -160,8 +160,8 @@ def import_time(engine: str, runs: int = 7) -> float:
 @contextlib.contextmanager
 def harnesses(workdir: str) -> Iterator[dict[str, Any]]:
     """The test suite's own harnesses: throwaway servers, users and secrets."""
+    from devtools.servers import mariadb_from_env_or_start, postgres_from_env_or_start
     from tests.engines import MySQLHarness, PostgresHarness, RedshiftHarness
-    from tests.support.servers import mariadb_from_env_or_start, postgres_from_env_or_start
 
     with contextlib.ExitStack() as stack:
         postgres = postgres_from_env_or_start()
@@ -203,7 +203,7 @@ def parent(rotations: int, engines: list[str]) -> int:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from tests.support import driver
+    from tests.support.rotations import start_rotation as begin_rotation
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     with socket.socket() as sock:
@@ -224,7 +224,7 @@ def parent(rotations: int, engines: list[str]) -> int:
                     for strategy in STRATEGIES:
                         arn, _ = harness.new_secret(sm, strategy)
                         results[(engine, strategy)] = measure(
-                            engine, arn, lambda arn=arn: driver.start_rotation(sm, arn), rotations
+                            engine, arn, lambda arn=arn: begin_rotation(sm, arn), rotations
                         )
                 finally:
                     os.environ.clear()

@@ -151,7 +151,7 @@ class DriverError(RuntimeError):
 _AWS_CLIENT_FACTORY = "aws_client_factory"  # RotationFunction's factory of rds/redshift clients
 
 
-# -- the low-level verbs (also tests/support/driver.py's API) -----------------------------
+# -- the low-level verbs (also tests/support/rotations.py's API) -----------------------------
 def new_token() -> str:
     return str(uuid.uuid4())
 

@@ -84,7 +84,7 @@ def main() -> int:
     from moto.server import ThreadedMotoServer
     from psycopg2.extensions import encrypt_password
 
-    from tests.support.servers import PostgresServer
+    from devtools.servers import PostgresServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the emulator's request log
     demo = Demo(args.verbose)

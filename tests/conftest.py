@@ -27,11 +27,11 @@ os.environ.update(
 )
 os.environ.pop("AWS_PROFILE", None)
 
+from devtools.servers import mariadb_from_env_or_start, postgres_from_env_or_start
 from rotation_core import passwords
 from rotation_core.protocol import RotationFunction
 from tests.engines import DatabaseHarness, MySQLHarness, PostgresHarness, Target
-from tests.support import driver, leaks
-from tests.support.servers import mariadb_from_env_or_start, postgres_from_env_or_start
+from tests.support import leaks, rotations
 
 
 # -- every secret value the session generates is remembered, to be looked for in logs --
@@ -338,10 +338,10 @@ class RotationCase:
         self.handler = target.make_handler()
 
     def current(self) -> dict[str, Any]:
-        return dict(json.loads(driver.value(self.sm, self.arn, "AWSCURRENT")))
+        return dict(json.loads(rotations.value(self.sm, self.arn, "AWSCURRENT")))
 
     def rotate(self) -> str:
-        return driver.rotate(self.handler, self.sm, self.arn)
+        return rotations.rotate(self.handler, self.sm, self.arn)
 
     def works(self, doc: dict[str, Any]) -> bool:
         return self.target.works(doc)

@@ -14,9 +14,9 @@ import secrets
 import uuid
 from typing import Any, Protocol
 
+from devtools.servers import MariaDBServer, PostgresServer, ServerInfo, mysql_native_password_hash
 from rotation_core import RotationFunction, rotation_handler
 from tests.support import functions, leaks
-from tests.support.servers import MariaDBServer, PostgresServer, ServerInfo, mysql_native_password_hash
 
 
 def new_password() -> str:
@@ -251,7 +251,7 @@ class MySQLHarness(DatabaseHarness):
         )
 
     def logs_in(self, username: str, password: str) -> bool:
-        from tests.support.servers import import_pymysql
+        from devtools.servers import import_pymysql
 
         pymysql = import_pymysql()
         try:

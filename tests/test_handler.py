@@ -15,7 +15,7 @@ import pytest
 from rotation_core import EventError
 from tests.conftest import RotationCase
 from tests.engines import PostgresHarness
-from tests.support import driver
+from tests.support import rotations
 from tests.support.functions import ROOT
 
 
@@ -41,7 +41,7 @@ def test_secrets_manager_endpoint_is_honoured(
     handler = pg.make_handler()
     assert handler.client.meta.endpoint_url == moto_endpoint
     before = case.current()
-    driver.rotate(handler, sm, case.arn)
+    rotations.rotate(handler, sm, case.arn)
     assert case.current() != before
     assert case.works(case.current())
 
@@ -60,7 +60,7 @@ def test_logs_carry_the_agreed_keys_and_metrics_count_each_step(
     assert set_log["secret_arn"] == case.arn
     assert set_log["engine"] == "postgres"
     assert set_log["strategy"] == "alternating-users"
-    assert [m["step"] for m in metrics] == list(driver.STEPS)
+    assert [m["step"] for m in metrics] == list(rotations.STEPS)
     for metric in metrics:
         assert metric["StepSucceeded"] == [1.0]
         assert metric["engine"] == "postgres"
@@ -72,9 +72,9 @@ def test_a_failed_step_is_logged_and_counted_as_failed(
     pg: PostgresHarness, sm: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     case = RotationCase(pg, sm, "single-user")
-    driver.start_rotation(sm, case.arn)
+    rotations.start_rotation(sm, case.arn)
     with pytest.raises(EventError):
-        case.handler(driver.event(case.arn, driver.new_token(), "setSecret"), None)
+        case.handler(rotations.event(case.arn, rotations.new_token(), "setSecret"), None)
     records = json_lines(capsys.readouterr().out)
     error = next(r for r in records if r.get("level") == "ERROR")
     assert error["error"] == "EventError"

@@ -30,7 +30,7 @@ import pytest
 from rotation_core import observability
 from rotation_core.observability import logger
 from tests.conftest import RotationCase
-from tests.support import driver, leaks
+from tests.support import leaks, rotations
 from tests.support.functions import ROOT
 
 SELF_TEST = "self-test value"
@@ -98,9 +98,11 @@ def test_rotation_at_debug_logs_no_secret(
     case: RotationCase, debug_logging: logging.Handler, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = case.current()
-    token = driver.start_rotation(case.sm, case.arn)
-    for step in driver.STEPS:  # with a RotationToken, which PutSecretValue carries
-        case.handler(driver.event(case.arn, token, step, rotation_token="rotation-token-" + driver.new_token()), None)
+    token = rotations.start_rotation(case.sm, case.arn)
+    for step in rotations.STEPS:  # with a RotationToken, which PutSecretValue carries
+        case.handler(
+            rotations.event(case.arn, token, step, rotation_token="rotation-token-" + rotations.new_token()), None
+        )
     out, err = capsys.readouterr()
     assert case.works(case.current()) and case.current() != before
     assert f'"correlation_id":"{token}"' in out, "the function's JSON logs were captured"

@@ -47,11 +47,11 @@ import pytest
 import yaml
 from samtranslator.yaml_helper import yaml_parse
 
+from devtools.tls import generate_ca, generate_server_tls
 from scripts import deploy_lock, fetch_rds_ca
 from tests.conftest import TARGETS
-from tests.support import driver
+from tests.support import rotations
 from tests.support.ca_server import BundleServer
-from tests.support.tls import generate_ca, generate_server_tls
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
@@ -253,7 +253,9 @@ class Run:
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and all(step["ok"] for step in self.steps) and len(self.steps) == len(driver.STEPS)
+        return (
+            self.returncode == 0 and all(step["ok"] for step in self.steps) and len(self.steps) == len(rotations.STEPS)
+        )
 
 
 def run_built(
@@ -432,10 +434,10 @@ def test_built_function_rotates_a_secret(
     target = request.getfixturevalue(fixture)
     for number, strategy in enumerate(TARGETS[fixture]):
         arn, before = target.new_secret(sm, strategy)
-        token = driver.start_rotation(sm, arn)
+        token = rotations.start_rotation(sm, arn)
         run_dir = tmp_path / f"{strategy}-{number}"
         run_dir.mkdir()
-        events = [driver.event(arn, token, step) for step in driver.STEPS]
+        events = [rotations.event(arn, token, step) for step in rotations.STEPS]
         # The function reads AWS's SECRETS_MANAGER_ENDPOINT, as deployed; boto3's own
         # variables are not set in its environment.
         run = run_built(
@@ -448,8 +450,8 @@ def test_built_function_rotates_a_secret(
         assert run.imported["rotation_core"] is not None
         assert str(run_dir / "opt") in str(run.imported["rotation_core"]), "rotation_core came from the layer"
         assert str(build.runtime) in str(run.imported["botocore"]), "botocore came from the runtime's copy"
-        assert "AWSCURRENT" in driver.stages(sm, arn)[token]
-        after = json.loads(driver.value(sm, arn, "AWSCURRENT"))
+        assert "AWSCURRENT" in rotations.stages(sm, arn)[token]
+        after = json.loads(rotations.value(sm, arn, "AWSCURRENT"))
         assert after != before
         assert target.works(after), f"{name} ({strategy}): the new credential works"
         target.check_rotated(strategy, before, after)
@@ -477,7 +479,7 @@ def test_the_proof_catches_broken_packages(
     assert fixture is not None
     target = request.getfixturevalue(fixture)
     arn, _ = target.new_secret(sm, TARGETS[fixture][0])
-    token = driver.start_rotation(sm, arn)
+    token = rotations.start_rotation(sm, arn)
     work = tmp_path
     task = work / "task"
     shutil.copytree(build.folder / build.function(name)["CodeUri"], task, symlinks=True)
@@ -507,7 +509,7 @@ def test_the_proof_catches_broken_packages(
                 shutil.rmtree(path)
             else:
                 path.unlink()
-    events = [driver.event(arn, token, step) for step in driver.STEPS]
+    events = [rotations.event(arn, token, step) for step in rotations.STEPS]
     run_dir = work / "run"
     run_dir.mkdir()
     run = run_built(
@@ -525,7 +527,7 @@ def test_the_proof_catches_broken_packages(
     assert not run.ok or _runtime_copies_used(run, build, bundled), f"the proof did not notice: {breakage}"
     if run.ok:
         return
-    assert "AWSCURRENT" not in driver.stages(sm, arn)[token]
+    assert "AWSCURRENT" not in rotations.stages(sm, arn)[token]
 
 
 # --------------------------------------------------------------------------
@@ -726,7 +728,7 @@ def test_the_layer_built_with_the_rds_bundle_trusts_rds_signed_servers(
 
     for label, layers in (("without the bundle", build.layer_folders(name)), ("with the bundle", [layer])):
         arn, before = target.new_secret(sm, TARGETS["postgres_harness"][0])
-        token = driver.start_rotation(sm, arn)
+        token = rotations.start_rotation(sm, arn)
         run_dir = tmp_path / label.replace(" ", "-")
         run_dir.mkdir()
         env = {
@@ -735,19 +737,19 @@ def test_the_layer_built_with_the_rds_bundle_trusts_rds_signed_servers(
             "SECRETS_MANAGER_ENDPOINT": sm.meta.endpoint_url,
             "TMPDIR": str(run_dir),  # Lambda's /tmp, where the combined file goes
         }
-        events = [driver.event(arn, token, step) for step in driver.STEPS]
+        events = [rotations.event(arn, token, step) for step in rotations.STEPS]
         run = run_built(build, name, run_dir, events, env, layer_folders=layers)
         if label == "with the bundle":
             assert run.ok, f"{name} with the RDS CA bundle: {run.steps}\n{run.output[-3000:]}"
-            assert "AWSCURRENT" in driver.stages(sm, arn)[token]
-            assert target.works(json.loads(driver.value(sm, arn, "AWSCURRENT")))
+            assert "AWSCURRENT" in rotations.stages(sm, arn)[token]
+            assert target.works(json.loads(rotations.value(sm, arn, "AWSCURRENT")))
             assert [p.name for p in run_dir.glob("rotation-ca-*.pem")], "the combined file is in /tmp"
         else:
             assert not run.ok
             failed = next(step for step in run.steps if not step["ok"])
             assert failed["step"] == "setSecret" and "certificate verify failed" in failed["error"], failed
-            assert "AWSCURRENT" not in driver.stages(sm, arn)[token]
-            assert json.loads(driver.value(sm, arn, "AWSCURRENT")) == before
+            assert "AWSCURRENT" not in rotations.stages(sm, arn)[token]
+            assert json.loads(rotations.value(sm, arn, "AWSCURRENT")) == before
 
 
 def test_the_lock_check_refuses_anything_but_ca_certificates_as_the_rds_bundle(build: Build, tmp_path: Path) -> None:

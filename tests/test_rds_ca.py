@@ -30,12 +30,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from devtools.tls import generate_ca, generate_server_tls
 from rotation_core import UnreachableError, settings, trust
 from rotation_core.credentials import DatabaseSecret
 from rotation_core.values import Sensitive
 from scripts import fetch_rds_ca
 from tests.support.ca_server import BundleServer
-from tests.support.tls import generate_ca, generate_server_tls
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "fetch_rds_ca.py"

@@ -25,7 +25,7 @@ import pytest
 from rotation_cli.cli import main
 from rotation_cli.driver import CURRENT, PENDING, LocalRotation, bind
 from tests.engines import PostgresHarness, new_password, unique
-from tests.support import driver
+from tests.support import rotations
 
 
 @dataclass
@@ -83,7 +83,7 @@ def pg_secret(pg: PostgresHarness, sm: Any) -> PgSecret:
 
 
 def current(sm: Any, arn: str) -> dict[str, Any]:
-    return dict(json.loads(driver.value(sm, arn, CURRENT)))
+    return dict(json.loads(rotations.value(sm, arn, CURRENT)))
 
 
 def version_value(sm: Any, arn: str, version: str) -> dict[str, Any]:
@@ -91,7 +91,7 @@ def version_value(sm: Any, arn: str, version: str) -> dict[str, Any]:
 
 
 def stuck(sm: Any, arn: str) -> list[str]:
-    return driver.stuck_pending(sm, arn)
+    return rotations.stuck_pending(sm, arn)
 
 
 # -- Lambda functions held by moto --------------------------------------------------------
@@ -219,7 +219,7 @@ class StandInService:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                versions = driver.stages(self.client, self.arn)
+                versions = rotations.stages(self.client, self.arn)
                 pending = [v for v, s in versions.items() if PENDING in s and CURRENT not in s and v not in self.done]
                 if pending:
                     self.done.append(pending[0])
@@ -379,7 +379,7 @@ class TlsProxy:
         import ssl
         from urllib.parse import urlsplit
 
-        from tests.support.tls import generate_server_tls
+        from devtools.tls import generate_server_tls
 
         files = generate_server_tls(directory, dns_names=(name,), ip_addresses=())
         self.ca_file = files.ca_file

@@ -9,7 +9,7 @@ import pytest
 
 from tests.cli.conftest import MakeFunction, PgSecret, StandInService, current, run_cli, stuck
 from tests.engines import PostgresHarness
-from tests.support import driver
+from tests.support import rotations
 
 
 @pytest.mark.parametrize(
@@ -104,7 +104,7 @@ def test_attach_and_rotate_now_follows_the_first_rotation(
     assert result.doc is not None and result.doc["token"] in service.done
     assert result.doc["first_rotation"]["finished"] and result.doc["ok"]
     token = result.doc["token"]
-    assert "AWSCURRENT" in driver.stages(sm, pg_secret.arn)[token]
+    assert "AWSCURRENT" in rotations.stages(sm, pg_secret.arn)[token]
     after = current(sm, pg_secret.arn)
     assert after != pg_secret.doc and pg.works(after)
-    assert json.loads(driver.value(sm, pg_secret.arn, "AWSPREVIOUS")) == pg_secret.doc
+    assert json.loads(rotations.value(sm, pg_secret.arn, "AWSPREVIOUS")) == pg_secret.doc

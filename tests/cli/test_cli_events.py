@@ -11,23 +11,23 @@ import pytest
 from rotation_cli import paths
 from tests.cli.conftest import rotate_bin, run_bin, run_cli
 from tests.conftest import RotationCase
-from tests.support import driver
+from tests.support import rotations
 
 
 def test_events_drive_a_rotation_through_the_handler(case: RotationCase, tmp_path: Path) -> None:
-    token = driver.new_token()
+    token = rotations.new_token()
     out = tmp_path / "events"
     result = run_cli("events", case.arn, "--token", token, "--out", str(out), "--json")
     assert result.code == 0, result
-    files = [out / f"{step}.json" for step in driver.STEPS]
+    files = [out / f"{step}.json" for step in rotations.STEPS]
     assert result.doc is not None and result.doc["files"] == [str(f) for f in files]
     before = case.current()
-    driver.start_rotation(case.sm, case.arn, token)  # the version the events name, staged AWSPENDING
+    rotations.start_rotation(case.sm, case.arn, token)  # the version the events name, staged AWSPENDING
     for path in files:
         doc = json.loads(path.read_text())
         assert doc == {"Step": path.stem, "SecretId": case.arn, "ClientRequestToken": token}
         case.handler(doc, None)
-    assert "AWSCURRENT" in driver.stages(case.sm, case.arn)[token]
+    assert "AWSCURRENT" in rotations.stages(case.sm, case.arn)[token]
     after = case.current()
     assert after != before and case.works(after)
 
@@ -39,7 +39,7 @@ def test_default_folder_and_a_generated_token(tmp_path: Path, monkeypatch: pytes
     assert result.code == 0, result
     folder = tmp_path / ".aws-sam" / "events" / "postgres"
     written = sorted(p.name for p in folder.iterdir())
-    assert written == sorted(f"{step}.json" for step in driver.STEPS)
+    assert written == sorted(f"{step}.json" for step in rotations.STEPS)
     assert not (tmp_path / "events").exists(), "never into an events/ folder by default"
     assert str(folder) in result.out, "says where it writes"
     first = json.loads((folder / "createSecret.json").read_text())
@@ -49,7 +49,7 @@ def test_default_folder_and_a_generated_token(tmp_path: Path, monkeypatch: pytes
 
 def test_the_repository_events_have_the_same_shape() -> None:
     for folder in sorted((paths.ROOT / "events").iterdir()):
-        for step in driver.STEPS:
+        for step in rotations.STEPS:
             path = folder / f"{step}.json"
             if path.exists():
                 doc: dict[str, Any] = json.loads(path.read_text())
@@ -107,26 +107,26 @@ def test_an_existing_file_is_overwritten_only_with_force(tmp_path: Path) -> None
     out = tmp_path / "mine"
     out.mkdir()
     (out / "testSecret.json").write_text("my own notes\n")
-    refused = run_cli("events", arn, "--out", str(out), "--token", driver.new_token())
+    refused = run_cli("events", arn, "--out", str(out), "--token", rotations.new_token())
     assert refused.code == 1 and "testSecret.json exists: nothing was written" in refused.err, refused
     assert sorted(p.name for p in out.iterdir()) == ["testSecret.json"], "no file written before the refusal"
     assert (out / "testSecret.json").read_text() == "my own notes\n"
-    token = driver.new_token()
+    token = rotations.new_token()
     forced = run_cli("events", arn, "--out", str(out), "--token", token, "--force")
     assert forced.code == 0, forced
     assert json.loads((out / "testSecret.json").read_text())["ClientRequestToken"] == token
 
 
 def test_check_confirms_the_pending_version_with_describe_secret(case: RotationCase, tmp_path: Path) -> None:
-    token = driver.new_token()
+    token = rotations.new_token()
     out = tmp_path / "checked"
     disabled = run_cli("events", case.arn, "--token", token, "--out", str(out), "--check")
     assert disabled.code == 1 and "rotation is not enabled" in disabled.err, disabled
-    driver.start_rotation(case.sm, case.arn, token)  # enables rotation, stages the token AWSPENDING
-    other = driver.new_token()
+    rotations.start_rotation(case.sm, case.arn, token)  # enables rotation, stages the token AWSPENDING
+    other = rotations.new_token()
     unstaged = run_cli("events", case.arn, "--token", other, "--out", str(out), "--check")
     assert unstaged.code == 1 and "not a version of the secret, not AWSPENDING" in unstaged.err, unstaged
-    current = next(v for v, s in driver.stages(case.sm, case.arn).items() if "AWSCURRENT" in s)
+    current = next(v for v, s in rotations.stages(case.sm, case.arn).items() if "AWSCURRENT" in s)
     staged = run_cli("events", case.arn, "--token", current, "--out", str(out), "--check")
     assert staged.code == 1 and "staged AWSCURRENT, not AWSPENDING" in staged.err, staged
     assert not out.exists(), "nothing written when the check fails"
@@ -134,4 +134,4 @@ def test_check_confirms_the_pending_version_with_describe_secret(case: RotationC
     ok = run_cli("events", case.arn, "--token", token, "--out", str(out), "--check", "--json")
     assert ok.code == 0, ok
     assert ok.doc is not None and "staged AWSPENDING" in ok.doc["checked"]
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{step}.json" for step in driver.STEPS)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{step}.json" for step in rotations.STEPS)

@@ -33,7 +33,7 @@ from tests.cli.conftest import (
     unchanged_state,
 )
 from tests.engines import PostgresHarness, new_password, unique
-from tests.support import driver
+from tests.support import rotations
 
 
 def _secret(sm: Any, doc: dict[str, Any], prefix: str = "postgres-secret") -> str:
@@ -191,7 +191,7 @@ def test_the_api_key_parser_adapter_tolerates_another_signature() -> None:
 def test_a_configuration_error_in_a_step_is_not_retried(pg_secret: PgSecret, pg: PostgresHarness, sm: Any) -> None:
     """A pending version that names another server (setSecret refuses it): a retry cannot
     change that, so there is one attempt, not three."""
-    token = driver.start_rotation(sm, pg_secret.arn)
+    token = rotations.start_rotation(sm, pg_secret.arn)
     moved = dict(pg_secret.doc, host="db.elsewhere.example", password=new_password())
     sm.put_secret_value(
         SecretId=pg_secret.arn, ClientRequestToken=token, SecretString=json.dumps(moved), VersionStages=["AWSPENDING"]
@@ -275,7 +275,7 @@ def test_ctrl_c_during_a_step_says_where_it_stopped_and_the_command_that_resumes
     done = run_bin(argv, cwd=os.getcwd())
     assert done.code == 0, done
     assert f"version {token}: resuming the unfinished rotation" in done.out
-    assert "AWSCURRENT" in driver.stages(sm, pg_secret.arn)[token]
+    assert "AWSCURRENT" in rotations.stages(sm, pg_secret.arn)[token]
     assert pg.works(current(sm, pg_secret.arn))
 
 

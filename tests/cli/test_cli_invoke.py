@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.cli.conftest import PgSecret, current, rotate_bin, run_bin, run_cli, unchanged_state, version_value
 from tests.engines import PostgresHarness
-from tests.support import driver
+from tests.support import rotations
 
 
 def _event(tmp_path: Path, step: str, arn: str, token: str, name: str | None = None) -> Path:
@@ -19,7 +19,7 @@ def _event(tmp_path: Path, step: str, arn: str, token: str, name: str | None = N
 
 
 def test_each_step_from_its_event_file(pg_secret: PgSecret, pg: PostgresHarness, sm: Any, tmp_path: Path) -> None:
-    token = driver.start_rotation(sm, pg_secret.arn)  # the AWSPENDING version the events name
+    token = rotations.start_rotation(sm, pg_secret.arn)  # the AWSPENDING version the events name
     folder = tmp_path / "events"
     assert run_cli("events", pg_secret.arn, "--token", token, "--out", str(folder)).code == 0
     first = run_cli("invoke", "--engine", "postgres", "-e", str(folder / "createSecret.json"), "--json")
@@ -34,21 +34,21 @@ def test_each_step_from_its_event_file(pg_secret: PgSecret, pg: PostgresHarness,
         done = run_cli("invoke", "--function", "postgres", "-e", str(folder / f"{step}.json"))
         assert done.code == 0, done
         assert f"{step}" in done.out and " ok " in done.out
-    assert "AWSCURRENT" in driver.stages(sm, pg_secret.arn)[token]
+    assert "AWSCURRENT" in rotations.stages(sm, pg_secret.arn)[token]
     assert pg.works(current(sm, pg_secret.arn)) and not pg.works(pg_secret.doc)
 
 
 def test_an_event_the_function_refuses_exits_1_and_changes_nothing(
     pg_secret: PgSecret, sm: Any, tmp_path: Path
 ) -> None:
-    driver.start_rotation(sm, pg_secret.arn)  # rotation enabled, one AWSPENDING version
+    rotations.start_rotation(sm, pg_secret.arn)  # rotation enabled, one AWSPENDING version
     before = unchanged_state(sm, pg_secret.arn)
-    path = _event(tmp_path, "createSecret", pg_secret.arn, driver.new_token())  # not the pending version
+    path = _event(tmp_path, "createSecret", pg_secret.arn, rotations.new_token())  # not the pending version
     done = run_cli("invoke", "--engine", "postgres", "-e", str(path))
     assert done.code == 1, done
     assert "createSecret" in done.out and "FAILED" in done.out and "Traceback" not in done.out + done.err
     assert "ClientRequestToken is not a version of this secret" in done.out, "the function's own reason"
-    bad_step = _event(tmp_path, "dropEverything", pg_secret.arn, driver.new_token(), "bad-step.json")
+    bad_step = _event(tmp_path, "dropEverything", pg_secret.arn, rotations.new_token(), "bad-step.json")
     refused = run_cli("invoke", "--engine", "postgres", "-e", str(bad_step))
     assert refused.code == 1 and "FAILED" in refused.out and "Step" in refused.out, refused
     assert unchanged_state(sm, pg_secret.arn) == before
@@ -69,7 +69,7 @@ def test_bad_arguments_exit_2_before_anything_runs(pg_secret: PgSecret, sm: Any,
     bad_json.write_text('{"Step": "createSecret",')
     a_list = tmp_path / "list.json"
     a_list.write_text("[]")
-    good = _event(tmp_path, "createSecret", pg_secret.arn, driver.new_token())
+    good = _event(tmp_path, "createSecret", pg_secret.arn, rotations.new_token())
     cases = [
         (["--engine", "postgres", "-e", str(tmp_path / "missing.json")], f"-e: no event file {tmp_path}/missing.json"),
         (["--engine", "postgres", "-e", str(bad_json)], f"-e: {bad_json} is not JSON: Expecting"),

@@ -11,7 +11,7 @@ from rotation_cli import paths
 from tests.cli.conftest import PgSecret, current, run_cli, stuck, version_value
 from tests.conftest import TARGETS
 from tests.engines import PostgresHarness, new_password, unique
-from tests.support import driver
+from tests.support import rotations
 
 
 def _fail_at(arn: str, step: str) -> str:
@@ -24,21 +24,21 @@ def test_dry_run_changes_nothing_and_apply_unblocks_the_next_rotation(
     pg_secret: PgSecret, pg: PostgresHarness, sm: Any
 ) -> None:
     token = _fail_at(pg_secret.arn, "createSecret")
-    before = driver.stages(sm, pg_secret.arn)
+    before = rotations.stages(sm, pg_secret.arn)
     dry = run_cli("recover", pg_secret.arn, "--json")
     assert dry.code == 0, dry
     assert dry.doc is not None and dry.doc["action"] == "remove-pending-label" and not dry.doc["applied"]
     assert dry.doc["probes"]["current"]["verdict"] == "works"
-    assert driver.stages(sm, pg_secret.arn) == before, "a dry run changes nothing"
+    assert rotations.stages(sm, pg_secret.arn) == before, "a dry run changes nothing"
     human = run_cli("recover", pg_secret.arn)
     assert "dry run: nothing was changed" in human.out
-    assert driver.stages(sm, pg_secret.arn) == before
+    assert rotations.stages(sm, pg_secret.arn) == before
 
     applied = run_cli("recover", pg_secret.arn, "--apply")
     assert applied.code == 0, applied
     assert f"removed AWSPENDING from version {token}" in applied.out
     assert stuck(sm, pg_secret.arn) == []
-    assert driver.stages(sm, pg_secret.arn)[token] == [], "the pending value stays, unlabelled"
+    assert rotations.stages(sm, pg_secret.arn)[token] == [], "the pending value stays, unlabelled"
     assert current(sm, pg_secret.arn) == pg_secret.doc and pg.works(pg_secret.doc)
 
     again = run_cli("rotate", pg_secret.arn, "--local", "--engine", "postgres", "--json")
@@ -51,21 +51,21 @@ def test_the_only_working_credential_is_promoted_not_dropped(pg_secret: PgSecret
     token = _fail_at(pg_secret.arn, "setSecret")  # the database now has the pending password only
     pending = version_value(sm, pg_secret.arn, token)
     assert pg.works(pending) and not pg.works(pg_secret.doc)
-    before = driver.stages(sm, pg_secret.arn)
+    before = rotations.stages(sm, pg_secret.arn)
 
     dry = run_cli("recover", pg_secret.arn, "--json")
     assert dry.code == 0, dry
     assert dry.doc is not None and dry.doc["action"] == "promote-pending"
     assert dry.doc["probes"]["current"]["verdict"] == "refused"
     assert dry.doc["probes"]["pending"]["verdict"] == "works"
-    assert driver.stages(sm, pg_secret.arn) == before
+    assert rotations.stages(sm, pg_secret.arn) == before
 
     applied = run_cli("recover", pg_secret.arn, "--apply", "--json")
     assert applied.code == 0, applied
-    stages = driver.stages(sm, pg_secret.arn)
+    stages = rotations.stages(sm, pg_secret.arn)
     assert "AWSCURRENT" in stages[token], "AWSCURRENT moved to the only working credential"
     assert current(sm, pg_secret.arn) == pending and pg.works(current(sm, pg_secret.arn))
-    assert json.loads(driver.value(sm, pg_secret.arn, "AWSPREVIOUS")) == pg_secret.doc
+    assert json.loads(rotations.value(sm, pg_secret.arn, "AWSPREVIOUS")) == pg_secret.doc
     assert stuck(sm, pg_secret.arn) == []
     assert run_cli("rotate", pg_secret.arn, "--local", "--engine", "postgres").code == 0
     assert pg.works(current(sm, pg_secret.arn))
@@ -78,23 +78,23 @@ def test_refuses_when_it_cannot_tell_which_credential_works(pg: PostgresHarness,
     doc["ssl"] = False
     arn = str(sm.create_secret(Name=unique("unreachable"), SecretString=json.dumps(doc))["ARN"])
     _fail_at(arn, "createSecret")
-    before = driver.stages(sm, arn)
+    before = rotations.stages(sm, arn)
     for extra in ([], ["--apply"]):
         result = run_cli("recover", arn, "--engine", "postgres", *extra, "--json")
         assert result.code == 1, result
         assert result.doc is not None and result.doc["refused"] and result.doc["action"] is None
         assert "cannot tell" in result.doc["refused"]
-        assert driver.stages(sm, arn) == before
+        assert rotations.stages(sm, arn) == before
     human = run_cli("recover", arn, "--engine", "postgres", "--apply")
     assert "REFUSED" in human.out and "nothing was changed" in human.out
 
 
 def test_an_empty_pending_version_is_cleared_without_trying_credentials(pg_secret: PgSecret, sm: Any) -> None:
-    token = driver.start_rotation(sm, pg_secret.arn)
+    token = rotations.start_rotation(sm, pg_secret.arn)
     result = run_cli("recover", pg_secret.arn, "--apply", "--json")
     assert result.code == 0, result
     assert result.doc is not None and result.doc["probes"]["pending"]["verdict"] == "no value"
-    assert stuck(sm, pg_secret.arn) == [] and token in driver.stages(sm, pg_secret.arn)
+    assert stuck(sm, pg_secret.arn) == [] and token in rotations.stages(sm, pg_secret.arn)
 
 
 def test_without_an_engine_it_guesses_from_the_secret_or_refuses(pg_secret: PgSecret, sm: Any) -> None:
@@ -104,7 +104,7 @@ def test_without_an_engine_it_guesses_from_the_secret_or_refuses(pg_secret: PgSe
 
     other = dict(pg_secret.doc, engine="oracle")
     arn = str(sm.create_secret(Name=unique("odd-engine"), SecretString=json.dumps(other))["ARN"])
-    token = driver.start_rotation(sm, arn)
+    token = rotations.start_rotation(sm, arn)
     sm.put_secret_value(
         SecretId=arn, ClientRequestToken=token, SecretString=json.dumps(other), VersionStages=["AWSPENDING"]
     )

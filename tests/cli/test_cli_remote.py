@@ -24,7 +24,7 @@ from tests.cli.conftest import (
     wrong_password_secret,
 )
 from tests.engines import PostgresHarness
-from tests.support import driver
+from tests.support import rotations
 
 FAST = ("--poll", "0.05", "--timeout", "30")
 
@@ -44,10 +44,10 @@ def test_remote_rotation_succeeds(
     assert result.code == 0, result
     doc = result.doc
     assert doc is not None and doc["finished"] and doc["ok"]
-    assert "AWSCURRENT" in driver.stages(sm, pg_secret.arn)[doc["token"]]
+    assert "AWSCURRENT" in rotations.stages(sm, pg_secret.arn)[doc["token"]]
     assert doc["logs_readable"] is True
     steps_logged = {line["step"] for line in doc["logs"] if line["level"] == "INFO"}
-    assert set(driver.STEPS) <= steps_logged, "the function's log events were followed"
+    assert set(rotations.STEPS) <= steps_logged, "the function's log events were followed"
     assert all(check["ok"] for check in doc["checks"])
     assert any("works" in check["check"] for check in doc["checks"]), "verified with the local testSecret logic"
     after = current(sm, pg_secret.arn)
@@ -80,7 +80,7 @@ def test_remote_follows_an_unfinished_rotation_instead_of_starting_one(
 ) -> None:
     function = make_function()
     _attach(pg_secret.arn, function)
-    token = driver.start_rotation(sm, pg_secret.arn)  # as if an earlier rotation had stopped
+    token = rotations.start_rotation(sm, pg_secret.arn)  # as if an earlier rotation had stopped
     stand_in(pg_secret.arn, function)
     result = run_cli("rotate", pg_secret.arn, "--remote", *FAST, "--json")
     assert result.code == 0, result
@@ -96,7 +96,7 @@ def test_remote_needs_a_configured_function(pg_secret: PgSecret) -> None:
 
 def _state(sm: Any, arn: str) -> tuple[Any, ...]:
     """AWSCURRENT's version and value: what a rotation nobody runs must leave as it was."""
-    version = next(v for v, s in driver.stages(sm, arn).items() if "AWSCURRENT" in s)
+    version = next(v for v, s in rotations.stages(sm, arn).items() if "AWSCURRENT" in s)
     return version, current(sm, arn)
 
 
@@ -122,7 +122,7 @@ def test_remote_against_moto_without_docker_says_so_at_once(
     local = next(line for line in done.out.splitlines() if "run the rotation here instead" in line)
     resumed = run_bin(shlex.split(local.split(": ", 1)[1]))
     assert resumed.code == 0, resumed
-    assert "AWSCURRENT" in driver.stages(sm, pg_secret.arn)[token] and pg.works(current(sm, pg_secret.arn))
+    assert "AWSCURRENT" in rotations.stages(sm, pg_secret.arn)[token] and pg.works(current(sm, pg_secret.arn))
 
 
 def test_remote_against_an_emulator_that_runs_nothing_stops_after_the_grace(

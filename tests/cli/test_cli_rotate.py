@@ -23,7 +23,7 @@ from tests.cli.conftest import (
 )
 from tests.conftest import RotationCase
 from tests.engines import PostgresHarness, new_password, unique
-from tests.support import driver
+from tests.support import rotations
 
 
 def test_rotate_local_every_function_and_strategy(case: RotationCase) -> None:
@@ -35,20 +35,20 @@ def test_rotate_local_every_function_and_strategy(case: RotationCase) -> None:
     assert result.code == 0, result
     assert result.doc is not None and result.doc["ok"]
     token = result.doc["token"]
-    assert [run["step"] for run in result.doc["attempts"][0]] == list(driver.STEPS)
-    assert "AWSCURRENT" in driver.stages(case.sm, case.arn)[token]
+    assert [run["step"] for run in result.doc["attempts"][0]] == list(rotations.STEPS)
+    assert "AWSCURRENT" in rotations.stages(case.sm, case.arn)[token]
     after = case.current()
     assert after != before
     assert case.works(after), "the new credential really works"
-    assert json.loads(driver.value(case.sm, case.arn, "AWSPREVIOUS")) == before
-    assert driver.stuck_pending(case.sm, case.arn) == []
+    assert json.loads(rotations.value(case.sm, case.arn, "AWSPREVIOUS")) == before
+    assert rotations.stuck_pending(case.sm, case.arn) == []
     case.target.check_rotated(case.strategy, before, after)
 
 
 def test_rotate_prints_each_step_duration_and_result(pg_secret: PgSecret, pg: PostgresHarness, sm: Any) -> None:
     result = run_cli("rotate", pg_secret.arn, "--local", "--engine", "postgres")
     assert result.code == 0, result
-    for step in driver.STEPS:
+    for step in rotations.STEPS:
         line = next(line for line in result.out.splitlines() if line.strip().startswith(step))
         assert " ok " in line and line.rstrip().endswith("ms"), line
     assert "the new credential works" in result.out
@@ -58,7 +58,7 @@ def test_rotate_prints_each_step_duration_and_result(pg_secret: PgSecret, pg: Po
     assert not pg.works(pg_secret.doc), "single user: the old password no longer logs in"
 
 
-@pytest.mark.parametrize("fail_at", driver.STEPS[:3])
+@pytest.mark.parametrize("fail_at", rotations.STEPS[:3])
 def test_fail_at_leaves_a_real_failure_then_rotate_again_completes(
     fail_at: str, pg_secret: PgSecret, pg: PostgresHarness, sm: Any
 ) -> None:
@@ -77,7 +77,7 @@ def test_fail_at_leaves_a_real_failure_then_rotate_again_completes(
     again = run_cli("rotate", pg_secret.arn, "--local", "--engine", "postgres", "--json")
     assert again.code == 0, again
     assert again.doc is not None and again.doc["resumed"] and again.doc["token"] == token
-    assert "AWSCURRENT" in driver.stages(sm, pg_secret.arn)[token]
+    assert "AWSCURRENT" in rotations.stages(sm, pg_secret.arn)[token]
     assert current(sm, pg_secret.arn) == pending, "the resumed rotation kept the pending credential"
     assert pg.works(current(sm, pg_secret.arn))
     assert stuck(sm, pg_secret.arn) == []
@@ -103,7 +103,7 @@ def test_a_failed_step_retries_the_whole_rotation(
     first, second = result.doc["attempts"]
     assert [run["step"] for run in first] == ["createSecret", "setSecret"]
     assert not first[-1]["ok"] and "UnreachableError" in first[-1]["error"]
-    assert [run["step"] for run in second] == list(driver.STEPS) and all(run["ok"] for run in second)
+    assert [run["step"] for run in second] == list(rotations.STEPS) and all(run["ok"] for run in second)
     assert pg.works(current(sm, pg_secret.arn))
 
 
@@ -149,7 +149,7 @@ def test_real_account_mode_prepares_the_version_without_rotate_secret(
     refused = run_cli("rotate", pg_secret.arn, "--local", "--engine", "postgres", "--no-emulator")
     assert refused.code == 1
     assert "rotation is not enabled" in refused.err
-    assert driver.stages(sm, pg_secret.arn) == {v: ["AWSCURRENT"] for v in driver.stages(sm, pg_secret.arn)}
+    assert rotations.stages(sm, pg_secret.arn) == {v: ["AWSCURRENT"] for v in rotations.stages(sm, pg_secret.arn)}
 
     assert run_cli("rotate", pg_secret.arn, "--local", "--engine", "postgres").code == 0  # enables rotation (moto)
     before = current(sm, pg_secret.arn)
@@ -171,10 +171,10 @@ def test_local_takes_the_engine_from_the_secret_or_needs_a_known_function(
     unknown = pg.secret(unique("app"), new_password())
     unknown["engine"] = "oracle"
     arn = str(sm.create_secret(Name=unique("oracle-secret"), SecretString=json.dumps(unknown))["ARN"])
-    before = driver.stages(sm, arn)
+    before = rotations.stages(sm, arn)
     no_engine = run_cli("rotate", arn, "--local")
     assert no_engine.code == 2 and "pass --engine (one of:" in no_engine.err, no_engine
-    assert driver.stages(sm, arn) == before
+    assert rotations.stages(sm, arn) == before
     assert run_cli("rotate", pg_secret.arn, "--local", "--engine", "nosuchengine").code == 2
 
 

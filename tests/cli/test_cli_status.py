@@ -7,7 +7,7 @@ from typing import Any
 
 from tests.cli.conftest import MakeFunction, PgSecret, run_cli
 from tests.engines import PostgresHarness
-from tests.support import driver
+from tests.support import rotations
 
 
 def _levels(doc: dict[str, Any]) -> dict[str, list[str]]:
@@ -37,7 +37,9 @@ def test_healthy_secret(pg_secret: PgSecret, pg: PostgresHarness, sm: Any, make_
     previous = next(v for v in doc["versions"] if "AWSPREVIOUS" in v["stages"])
     assert current["user"] == pg_secret.username and current["has_value"] and current["created"]
     assert previous["user"] == pg_secret.username
-    assert driver.stages(sm, pg_secret.arn)[current["version"]] == list(next(k for k in versions if "AWSCURRENT" in k))
+    assert rotations.stages(sm, pg_secret.arn)[current["version"]] == list(
+        next(k for k in versions if "AWSCURRENT" in k)
+    )
     human = run_cli("status", pg_secret.arn)
     assert human.code == 0
     assert "Secrets Manager may invoke it" in human.out
@@ -60,7 +62,7 @@ def test_stuck_rotation(pg_secret: PgSecret, sm: Any) -> None:
 
 
 def test_stuck_rotation_with_an_empty_pending_version(pg_secret: PgSecret, sm: Any) -> None:
-    token = driver.start_rotation(sm, pg_secret.arn)  # RotateSecret prepared it; the function never ran
+    token = rotations.start_rotation(sm, pg_secret.arn)  # RotateSecret prepared it; the function never ran
     result = run_cli("status", pg_secret.arn, "--json")
     assert result.code == 1
     assert result.doc is not None
@@ -112,7 +114,7 @@ def test_wrong_source_account_is_not_an_invoke_permission(
 def test_against_an_emulator_status_says_its_dates_and_schedules_are_the_emulators(
     pg_secret: PgSecret, sm: Any, moto_endpoint: str
 ) -> None:
-    before = driver.stages(sm, pg_secret.arn)
+    before = rotations.stages(sm, pg_secret.arn)
     human = run_cli("status", pg_secret.arn, "--no-function-check")
     lines = [line for line in human.out.splitlines() if "emulator" in line and "not the service's" in line]
     assert len(lines) == 1, human.out
@@ -122,4 +124,4 @@ def test_against_an_emulator_status_says_its_dates_and_schedules_are_the_emulato
     # the same endpoint declared the real service (a tunnel to AWS): no such line
     real = run_cli("status", pg_secret.arn, "--no-function-check", "--endpoint-url", moto_endpoint, "--no-emulator")
     assert "not the service's" not in real.out, real
-    assert driver.stages(sm, pg_secret.arn) == before, "status changed nothing"
+    assert rotations.stages(sm, pg_secret.arn) == before, "status changed nothing"

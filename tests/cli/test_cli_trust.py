@@ -25,7 +25,7 @@ from tests.cli.conftest import (
     unchanged_state,
 )
 from tests.engines import PostgresHarness
-from tests.support import driver
+from tests.support import rotations
 
 
 @pytest.fixture
@@ -234,7 +234,7 @@ def test_the_command_line_never_reads_the_master_secret(
     assert read, "the recorder saw the command's reads"
     assert doc["masterarn"] not in read
     assert not any(doc["masterarn"].startswith(r) or r.startswith(doc["masterarn"]) for r in read)
-    assert len(driver.stuck_pending(sm, arn)) == 1, "the dry run changed nothing"
+    assert len(rotations.stuck_pending(sm, arn)) == 1, "the dry run changed nothing"
 
 
 def test_no_code_of_the_command_line_handles_the_master_credential() -> None:

@@ -18,7 +18,7 @@ import pytest
 from rotation_core import AuthenticationError, ConfigurationError
 from tests.conftest import RotationCase
 from tests.engines import DatabaseHarness, new_password, unique
-from tests.support import driver, leaks
+from tests.support import leaks, rotations
 from tests.support.functions import ROOT
 
 
@@ -28,8 +28,8 @@ def test_attached_to_a_secret_with_extra_fields(harness: DatabaseHarness, sm: An
     harness.create_user(username, password)
     doc = harness.secret(username, password, dbInstanceIdentifier="db-1", port=str(harness.info.port))
     arn = sm.create_secret(Name=unique("legacy"), SecretString=json.dumps(doc))["ARN"]
-    driver.rotate(harness.make_handler(), sm, arn)
-    after = json.loads(driver.value(sm, arn))
+    rotations.rotate(harness.make_handler(), sm, arn)
+    after = json.loads(rotations.value(sm, arn))
     assert after["dbInstanceIdentifier"] == "db-1"
     assert harness.logs_in(after["username"], after["password"])
 
@@ -49,10 +49,10 @@ def test_usernames_with_quotes_spaces_and_sql(harness: DatabaseHarness, sm: Any,
     arn = sm.create_secret(Name=unique("odd"), SecretString=json.dumps(harness.secret(name, password, **extra)))["ARN"]
     handler = harness.make_handler()
     for _ in range(2):
-        driver.rotate(handler, sm, arn)
-        current = json.loads(driver.value(sm, arn))
+        rotations.rotate(handler, sm, arn)
+        current = json.loads(rotations.value(sm, arn))
         assert harness.logs_in(current["username"], current["password"])
-    assert json.loads(driver.value(sm, arn))["username"] == name  # two rotations: back to the original user
+    assert json.loads(rotations.value(sm, arn))["username"] == name  # two rotations: back to the original user
 
 
 @pytest.mark.parametrize(
@@ -76,12 +76,12 @@ def test_bad_secret_is_refused_before_anything_is_written(
     harness.create_user(username, password)
     doc = {k: v for k, v in {**harness.secret(username, password), **change}.items() if v is not None}
     arn = sm.create_secret(Name=unique("bad"), SecretString=json.dumps(doc))["ARN"]
-    token = driver.start_rotation(sm, arn)
+    token = rotations.start_rotation(sm, arn)
     with pytest.raises(ConfigurationError, match=message) as info:
-        harness.make_handler()(driver.event(arn, token, "createSecret"), None)
+        harness.make_handler()(rotations.event(arn, token, "createSecret"), None)
     assert password not in str(info.value)
     with pytest.raises(sm.exceptions.ResourceNotFoundException):
-        driver.value(sm, arn, "AWSPENDING", token)
+        rotations.value(sm, arn, "AWSPENDING", token)
     assert harness.logs_in(username, password)
 
 
@@ -99,18 +99,18 @@ def test_invalid_password_settings_fail_create_before_anything_is_written(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     case = RotationCase(harness, sm, "single-user")
-    token = driver.start_rotation(case.sm, case.arn)
+    token = rotations.start_rotation(case.sm, case.arn)
     with pytest.raises(ConfigurationError, match=message):
-        case.handler(driver.event(case.arn, token, "createSecret"), None)
+        case.handler(rotations.event(case.arn, token, "createSecret"), None)
     with pytest.raises(case.sm.exceptions.ResourceNotFoundException):
-        driver.value(case.sm, case.arn, "AWSPENDING", token)
+        rotations.value(case.sm, case.arn, "AWSPENDING", token)
 
 
 @pytest.mark.parametrize("strategy", DatabaseHarness.strategies)
 def test_pending_secret_for_another_user_is_refused(harness: DatabaseHarness, sm: Any, strategy: str) -> None:
     """A tampered AWSPENDING (another user) must not get that user's password changed."""
     case = RotationCase(harness, sm, strategy)
-    token = driver.start_rotation(case.sm, case.arn)
+    token = rotations.start_rotation(case.sm, case.arn)
     victim, victim_password = unique("victim"), new_password()
     case.target.create_user(victim, victim_password)
     tampered = {**case.current(), "username": victim, "password": new_password()}
@@ -118,7 +118,7 @@ def test_pending_secret_for_another_user_is_refused(harness: DatabaseHarness, sm
         SecretId=case.arn, ClientRequestToken=token, SecretString=json.dumps(tampered), VersionStages=["AWSPENDING"]
     )
     with pytest.raises(ConfigurationError, match="username"):
-        case.handler(driver.event(case.arn, token, "setSecret"), None)
+        case.handler(rotations.event(case.arn, token, "setSecret"), None)
     assert case.target.logs_in(victim, victim_password)
 
 
@@ -130,12 +130,12 @@ def test_wrong_current_password_is_an_authentication_error_naming_the_credential
     doc = harness.secret(username, new_password())  # not the user's password
     arn = sm.create_secret(Name=unique("wrong"), SecretString=json.dumps(doc))["ARN"]
     handler = harness.make_handler()
-    token = driver.start_rotation(sm, arn)
-    handler(driver.event(arn, token, "createSecret"), None)
+    token = rotations.start_rotation(sm, arn)
+    handler(rotations.event(arn, token, "createSecret"), None)
     with pytest.raises(
         AuthenticationError, match="neither the current, the pending, the previous nor an abandoned"
     ) as info:
-        handler(driver.event(arn, token, "setSecret"), None)
+        handler(rotations.event(arn, token, "setSecret"), None)
     assert doc["password"] not in str(info.value)
     assert harness.logs_in(username, password)
 
@@ -147,8 +147,8 @@ def test_single_user_falls_back_to_the_previous_credential(harness: DatabaseHarn
     arn = sm.create_secret(Name=unique("prev"), SecretString=json.dumps(harness.secret(username, password)))["ARN"]
     sm.put_secret_value(SecretId=arn, SecretString=json.dumps(harness.secret(username, new_password())))
     handler = harness.make_handler()
-    driver.rotate(handler, sm, arn)
-    current = json.loads(driver.value(sm, arn))
+    rotations.rotate(handler, sm, arn)
+    current = json.loads(rotations.value(sm, arn))
     assert harness.logs_in(username, current["password"])
     assert not harness.logs_in(username, password)
 
@@ -157,13 +157,13 @@ def test_single_user_recovers_the_password_of_an_abandoned_rotation(harness: Dat
     """AWS's lockout: setSecret changed the password, the rotation never finished, and a new
     rotation moved AWSPENDING away, so only a version without labels holds the working password."""
     case = RotationCase(harness, sm, "single-user")
-    abandoned = driver.start_rotation(sm, case.arn)
-    driver.run_steps(case.handler, case.arn, abandoned, ("createSecret", "setSecret"))
-    stranded = json.loads(driver.value(sm, case.arn, "AWSPENDING", abandoned))
+    abandoned = rotations.start_rotation(sm, case.arn)
+    rotations.run_steps(case.handler, case.arn, abandoned, ("createSecret", "setSecret"))
+    stranded = json.loads(rotations.value(sm, case.arn, "AWSPENDING", abandoned))
     assert not case.works(case.current()), "the database has the abandoned rotation's password"
-    token = driver.start_rotation(sm, case.arn)  # moves AWSPENDING to the new version
-    assert driver.stages(sm, case.arn)[abandoned] == []
-    driver.run_steps(case.handler, case.arn, token)
+    token = rotations.start_rotation(sm, case.arn)  # moves AWSPENDING to the new version
+    assert rotations.stages(sm, case.arn)[abandoned] == []
+    rotations.run_steps(case.handler, case.arn, token)
     assert case.works(case.current())
     assert not case.works(stranded)
 
@@ -178,10 +178,10 @@ def test_the_master_user_itself_is_never_rotated_as_an_alternating_user(
     doc = harness.secret(username, new_password(), masterarn=master)
     arn = sm.create_secret(Name=unique("self"), SecretString=json.dumps(doc))["ARN"]
     handler = harness.make_handler()
-    token = driver.start_rotation(sm, arn)
-    handler(driver.event(arn, token, "createSecret"), None)
+    token = rotations.start_rotation(sm, arn)
+    handler(rotations.event(arn, token, "createSecret"), None)
     with pytest.raises(ConfigurationError, match="master secret's user"):
-        handler(driver.event(arn, token, "setSecret"), None)
+        handler(rotations.event(arn, token, "setSecret"), None)
     assert harness.logs_in(harness.master_user, harness.master_password)
 
 
@@ -194,8 +194,8 @@ def test_single_user_rotation_stays_within_budget(harness: DatabaseHarness, sm: 
     connects: list[str] = []
     original = engine.connect
     engine.connect = lambda login, settings, **kw: connects.append(login.username) or original(login, settings, **kw)
-    token = driver.start_rotation(sm, case.arn)
-    driver.run_steps(case.handler, case.arn, token)
+    token = rotations.start_rotation(sm, case.arn)
+    rotations.run_steps(case.handler, case.arn, token)
     assert len(calls) <= 11, calls
     assert calls.count("DescribeSecret") == 4
     assert "GetRandomPassword" not in calls
@@ -205,7 +205,7 @@ def test_single_user_rotation_stays_within_budget(harness: DatabaseHarness, sm: 
 
 def test_create_and_finish_never_import_the_driver(harness: DatabaseHarness, sm: Any, moto_endpoint: str) -> None:
     case = RotationCase(harness, sm, "single-user")
-    token = driver.start_rotation(sm, case.arn)
+    token = rotations.start_rotation(sm, case.arn)
     driver_module = harness.driver_module
     script = textwrap.dedent(f"""
         import sys
@@ -236,9 +236,11 @@ def test_logs_of_a_rotation_hold_no_secret(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     case = RotationCase(harness, sm, strategy)
-    token = driver.start_rotation(sm, case.arn)
-    for step in driver.STEPS:
-        case.handler(driver.event(case.arn, token, step, rotation_token="rotation-token-" + driver.new_token()), None)
+    token = rotations.start_rotation(sm, case.arn)
+    for step in rotations.STEPS:
+        case.handler(
+            rotations.event(case.arn, token, step, rotation_token="rotation-token-" + rotations.new_token()), None
+        )
     out, err = capsys.readouterr()
     text = out + err + caplog.text
     assert '"step":"setSecret"' in text and "StepSucceeded" in text, "the logs and metrics were captured"

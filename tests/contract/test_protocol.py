@@ -13,16 +13,16 @@ import pytest
 
 from rotation_core import EventError
 from tests.conftest import RotationCase
-from tests.support import driver
+from tests.support import rotations
 
 
 def assert_rotated(case: RotationCase, before: dict[str, Any]) -> dict[str, Any]:
     after = case.current()
     assert after != before
     assert case.works(after), "the new AWSCURRENT credential works"
-    previous = json.loads(driver.value(case.sm, case.arn, "AWSPREVIOUS"))
+    previous = json.loads(rotations.value(case.sm, case.arn, "AWSPREVIOUS"))
     assert previous == before, "AWSPREVIOUS holds what AWSCURRENT held"
-    assert driver.stuck_pending(case.sm, case.arn) == [], "no AWSPENDING left on a version that is not current"
+    assert rotations.stuck_pending(case.sm, case.arn) == [], "no AWSPENDING left on a version that is not current"
     case.target.check_rotated(case.strategy, before, after)
     return after
 
@@ -31,7 +31,7 @@ def test_full_rotation(case: RotationCase) -> None:
     before = case.current()
     token = case.rotate()
     assert_rotated(case, before)
-    assert "AWSCURRENT" in driver.stages(case.sm, case.arn)[token]
+    assert "AWSCURRENT" in rotations.stages(case.sm, case.arn)[token]
 
 
 def test_three_rotations_in_a_row(case: RotationCase) -> None:
@@ -45,18 +45,20 @@ def test_three_rotations_in_a_row(case: RotationCase) -> None:
 
 def test_each_step_twice_converges(case: RotationCase) -> None:
     before = case.current()
-    token = driver.start_rotation(case.sm, case.arn)
-    for step in driver.STEPS:
-        case.handler(driver.event(case.arn, token, step), None)
-        case.handler(driver.event(case.arn, token, step), None)
+    token = rotations.start_rotation(case.sm, case.arn)
+    for step in rotations.STEPS:
+        case.handler(rotations.event(case.arn, token, step), None)
+        case.handler(rotations.event(case.arn, token, step), None)
     assert_rotated(case, before)
 
 
 def test_rotation_token_is_passed_through(case: RotationCase) -> None:
     before = case.current()
-    token = driver.start_rotation(case.sm, case.arn)
-    for step in driver.STEPS:
-        case.handler(driver.event(case.arn, token, step, rotation_token="rotation-token-" + driver.new_token()), None)
+    token = rotations.start_rotation(case.sm, case.arn)
+    for step in rotations.STEPS:
+        case.handler(
+            rotations.event(case.arn, token, step, rotation_token="rotation-token-" + rotations.new_token()), None
+        )
     assert_rotated(case, before)
 
 
@@ -101,11 +103,11 @@ def external_calls_per_step(case: RotationCase) -> dict[str, int]:
     plan = FaultPlan()
     patches = instrument(case, plan)
     try:
-        token = driver.start_rotation(case.sm, case.arn)
+        token = rotations.start_rotation(case.sm, case.arn)
         counts = {}
-        for step in driver.STEPS:
+        for step in rotations.STEPS:
             plan.calls = 0
-            case.handler(driver.event(case.arn, token, step), None)
+            case.handler(rotations.event(case.arn, token, step), None)
             counts[step] = plan.calls
     finally:
         patches.undo()
@@ -116,73 +118,73 @@ def external_calls_per_step(case: RotationCase) -> dict[str, int]:
 def test_fault_after_every_external_call_then_retry(case: RotationCase) -> None:
     counts = external_calls_per_step(case)
     injected = 0
-    for step_index, step in enumerate(driver.STEPS):
+    for step_index, step in enumerate(rotations.STEPS):
         for n in range(1, counts[step] + 1):
             case = RotationCase(case.target, case.sm, case.strategy)
             before = case.current()
             plan = FaultPlan()
             patches = instrument(case, plan)
             try:
-                token = driver.start_rotation(case.sm, case.arn)
-                driver.run_steps(case.handler, case.arn, token, driver.STEPS[:step_index])
+                token = rotations.start_rotation(case.sm, case.arn)
+                rotations.run_steps(case.handler, case.arn, token, rotations.STEPS[:step_index])
                 plan.calls, plan.armed_at = 0, n
                 with pytest.raises(InjectedFault):
-                    case.handler(driver.event(case.arn, token, step), None)
+                    case.handler(rotations.event(case.arn, token, step), None)
                 injected += 1
             finally:
                 plan.armed_at = None
                 patches.undo()
             # At every moment some stored version logs in.
             assert case.works(case.current()) or case.works(
-                json.loads(driver.value(case.sm, case.arn, "AWSPENDING", token))
+                json.loads(rotations.value(case.sm, case.arn, "AWSPENDING", token))
             ), f"lockout after a fault in {step} at call {n}"
             # Secrets Manager retries the whole rotation with the same token.
-            driver.run_steps(case.handler, case.arn, token)
+            rotations.run_steps(case.handler, case.arn, token)
             assert_rotated(case, before)
     assert injected == sum(counts.values()) >= 8
 
 
 # -- bad input: a clear error, and nothing changed ------------------------------------------
 def snapshot(case: RotationCase) -> tuple[dict[str, list[str]], str]:
-    return driver.stages(case.sm, case.arn), driver.value(case.sm, case.arn)
+    return rotations.stages(case.sm, case.arn), rotations.value(case.sm, case.arn)
 
 
 def test_rotation_disabled_is_refused(case: RotationCase) -> None:
-    token = driver.new_token()
+    token = rotations.new_token()
     case.sm.put_secret_value(
         SecretId=case.arn, ClientRequestToken=token, SecretString="{}", VersionStages=["AWSPENDING"]
     )
     before = snapshot(case)
-    for step in driver.STEPS:
+    for step in rotations.STEPS:
         with pytest.raises(EventError, match="rotation is not enabled"):
-            case.handler(driver.event(case.arn, token, step), None)
+            case.handler(rotations.event(case.arn, token, step), None)
     assert snapshot(case) == before
     assert case.works(case.initial)
 
 
-@pytest.mark.parametrize("step", driver.STEPS)
+@pytest.mark.parametrize("step", rotations.STEPS)
 def test_foreign_token_is_refused(case: RotationCase, step: str) -> None:
-    driver.start_rotation(case.sm, case.arn)
+    rotations.start_rotation(case.sm, case.arn)
     before = snapshot(case)
     with pytest.raises(EventError, match="not a version of this secret"):
-        case.handler(driver.event(case.arn, driver.new_token(), step), None)
+        case.handler(rotations.event(case.arn, rotations.new_token(), step), None)
     assert snapshot(case) == before
     assert case.works(case.current())
 
 
 def test_token_that_is_not_pending_is_refused(case: RotationCase) -> None:
     case.rotate()
-    old = next(v for v, s in driver.stages(case.sm, case.arn).items() if "AWSPREVIOUS" in s)
-    driver.start_rotation(case.sm, case.arn)
+    old = next(v for v, s in rotations.stages(case.sm, case.arn).items() if "AWSPREVIOUS" in s)
+    rotations.start_rotation(case.sm, case.arn)
     before = snapshot(case)
     with pytest.raises(EventError, match="not staged AWSPENDING"):
-        case.handler(driver.event(case.arn, old, "setSecret"), None)
+        case.handler(rotations.event(case.arn, old, "setSecret"), None)
     assert snapshot(case) == before
 
 
 def test_current_token_is_a_successful_no_op(case: RotationCase) -> None:
     token = case.rotate()
     before = snapshot(case)
-    for step in driver.STEPS:
-        case.handler(driver.event(case.arn, token, step), None)
+    for step in rotations.STEPS:
+        case.handler(rotations.event(case.arn, token, step), None)
     assert snapshot(case) == before

@@ -29,7 +29,7 @@ from tests.api_key_target import ApiKeyTarget, load_module
 from tests.conftest import RotationCase
 from tests.contract.test_protocol import FaultPlan, InjectedFault, instrument
 from tests.engines import unique
-from tests.support import driver
+from tests.support import rotations
 from tests.support.issuer import Issuer
 
 
@@ -70,13 +70,13 @@ def alive(issuer: Issuer, prefix: str) -> set[str]:
 
 def pending_value(case: RotationCase, token: str) -> str | None:
     try:
-        return driver.value(case.sm, case.arn, "AWSPENDING", token)
+        return rotations.value(case.sm, case.arn, "AWSPENDING", token)
     except case.sm.exceptions.ResourceNotFoundException:
         return None
 
 
 def step(case: RotationCase, token: str, name: str) -> None:
-    case.handler(driver.event(case.arn, token, name), None)
+    case.handler(rotations.event(case.arn, token, name), None)
 
 
 def assert_clean(message: str, *values: str) -> None:
@@ -114,7 +114,7 @@ def test_a_client_that_follows_awscurrent_is_never_refused(api: ApiKeyTarget, sm
     def client() -> None:
         deadline = time.monotonic() + 30  # stops by itself
         while not stop.is_set() and time.monotonic() < deadline:
-            doc = json.loads(driver.value(reader, case.arn))
+            doc = json.loads(rotations.value(reader, case.arn))
             with refreshed:
                 held[0] = doc["key"]
                 refreshes[0] += 1
@@ -226,13 +226,13 @@ def test_a_retried_create_secret_does_not_issue_a_second_key(api: ApiKeyTarget, 
     case = new_case(api, sm)  # the issue endpoint honours an Idempotency-Key
     prefix = prefix_of(case)
     fail_put_once(case)
-    token = driver.start_rotation(sm, case.arn)
+    token = rotations.start_rotation(sm, case.arn)
     with pytest.raises(InjectedFault):
         step(case, token, "createSecret")
     assert issuer.issued(prefix) == 2  # the initial key and this rotation's
     step(case, token, "createSecret")
     assert issuer.issued(prefix) == 2, "the retry got the key already issued, not a second one"
-    for name in driver.STEPS[1:]:
+    for name in rotations.STEPS[1:]:
         step(case, token, name)
     assert alive(issuer, prefix) == {case.current()["key_id"], case.initial["key_id"]}
 
@@ -243,14 +243,14 @@ def test_without_idempotency_a_retried_create_secret_revokes_the_unstored_key(
     case = new_case(api, sm, api.issued_secret(idempotent=False))
     prefix = prefix_of(case)
     fail_put_once(case)
-    token = driver.start_rotation(sm, case.arn)
+    token = rotations.start_rotation(sm, case.arn)
     with pytest.raises(InjectedFault):
         step(case, token, "createSecret")
     step(case, token, "createSecret")
     assert issuer.issued(prefix + token) == 2
     assert len(issuer.live(prefix + token)) == 1, "the key issued but never stored is revoked"
     assert json.loads(pending_value(case, token) or "{}")["key_id"] == issuer.live(prefix + token)[0].id
-    for name in driver.STEPS[1:]:
+    for name in rotations.STEPS[1:]:
         step(case, token, name)
     assert alive(issuer, prefix) == {case.current()["key_id"], case.initial["key_id"]}
 
@@ -267,8 +267,8 @@ def test_a_fault_after_every_call_of_a_second_finish_then_retry(api: ApiKeyTarge
         case.rotate()
         plan = FaultPlan()
         instrument(case, plan)
-        token = driver.start_rotation(sm, case.arn)
-        driver.run_steps(case.handler, case.arn, token, driver.STEPS[:3])
+        token = rotations.start_rotation(sm, case.arn)
+        rotations.run_steps(case.handler, case.arn, token, rotations.STEPS[:3])
         plan.calls = 0
         if count is None:  # first round: count the calls of finishSecret
             step(case, token, "finishSecret")
@@ -279,9 +279,9 @@ def test_a_fault_after_every_call_of_a_second_finish_then_retry(api: ApiKeyTarge
             with pytest.raises(InjectedFault):
                 step(case, token, "finishSecret")
             plan.armed_at = None
-            driver.run_steps(case.handler, case.arn, token)
+            rotations.run_steps(case.handler, case.arn, token)
             n += 1
-        previous = json.loads(driver.value(sm, case.arn, "AWSPREVIOUS"))
+        previous = json.loads(rotations.value(sm, case.arn, "AWSPREVIOUS"))
         assert alive(issuer, prefix_of(case)) == {case.current()["key_id"], previous["key_id"]}
         assert not api.works(case.initial)
 
@@ -292,13 +292,13 @@ def test_a_revoke_refused_after_the_move_is_retried_by_the_next_finish(
     case = new_case(api, sm)
     case.rotate()
     issuer.inject("revoke", 403)
-    token = driver.start_rotation(sm, case.arn)
-    driver.run_steps(case.handler, case.arn, token, driver.STEPS[:3])
+    token = rotations.start_rotation(sm, case.arn)
+    rotations.run_steps(case.handler, case.arn, token, rotations.STEPS[:3])
     with pytest.raises(AuthenticationError, match=r"'revoke' endpoint \(DELETE 127\.0\.0\.1\) answered 403"):
         step(case, token, "finishSecret")
-    assert "AWSCURRENT" in driver.stages(sm, case.arn)[token]
+    assert "AWSCURRENT" in rotations.stages(sm, case.arn)[token]
     assert api.works(case.initial), "the revoke failed"
-    driver.run_steps(case.handler, case.arn, token)  # Secrets Manager retries the rotation
+    rotations.run_steps(case.handler, case.arn, token)  # Secrets Manager retries the rotation
     assert not api.works(case.initial)
     assert len(issuer.live(prefix_of(case))) == 2
 
@@ -306,10 +306,10 @@ def test_a_revoke_refused_after_the_move_is_retried_by_the_next_finish(
 def test_a_late_finish_of_the_last_rotation_spares_the_one_in_progress(api: ApiKeyTarget, sm: Any) -> None:
     case = new_case(api, sm, api.issued_secret(idempotent=False))
     first = case.rotate()
-    second = driver.start_rotation(sm, case.arn)
+    second = rotations.start_rotation(sm, case.arn)
     step(case, second, "createSecret")
     step(case, first, "finishSecret")  # a duplicate invocation, arriving late
-    for name in driver.STEPS[1:]:
+    for name in rotations.STEPS[1:]:
         step(case, second, name)
     assert api.works(case.current())
 
@@ -339,7 +339,7 @@ def test_retry_after_beyond_the_time_budget_fails_at_once(
     monkeypatch.setenv("HTTP_TIME_BUDGET", "3")
     case = new_case(api, sm)
     issuer.inject("issue", 429, retry_after="60")
-    token = driver.start_rotation(sm, case.arn)
+    token = rotations.start_rotation(sm, case.arn)
     started = time.monotonic()
     with pytest.raises(UnreachableError, match="answered 429; its Retry-After goes beyond the step's time budget"):
         step(case, token, "createSecret")
@@ -367,7 +367,7 @@ def test_the_time_budget_bounds_a_step(
     case = new_case(api, sm)
     issuer.inject("issue", 503, times=20)
     before = issuer.calls["issue"]
-    token = driver.start_rotation(sm, case.arn)
+    token = rotations.start_rotation(sm, case.arn)
     started = time.monotonic()
     with pytest.raises(UnreachableError, match=r"'issue' endpoint .* answered 503, still, after retries"):
         step(case, token, "createSecret")
@@ -386,7 +386,7 @@ def test_a_4xx_on_issue_fails_at_once(
     case = new_case(api, sm)
     before = issuer.calls["issue"]
     issuer.inject("issue", status)
-    token = driver.start_rotation(sm, case.arn)
+    token = rotations.start_rotation(sm, case.arn)
     with pytest.raises(error) as caught:
         step(case, token, "createSecret")
     message = str(caught.value)
@@ -398,13 +398,13 @@ def test_a_4xx_on_issue_fails_at_once(
 
 def test_a_pending_key_the_provider_refuses_fails_test_secret(api: ApiKeyTarget, sm: Any, issuer: Issuer) -> None:
     case = new_case(api, sm)
-    token = driver.start_rotation(sm, case.arn)
-    driver.run_steps(case.handler, case.arn, token, driver.STEPS[:2])
+    token = rotations.start_rotation(sm, case.arn)
+    rotations.run_steps(case.handler, case.arn, token, rotations.STEPS[:2])
     issuer.inject("verify", 401)
     with pytest.raises(AuthenticationError, match=r"'verify' endpoint .* answered 401: the pending key was refused"):
         step(case, token, "testSecret")
     assert case.current() == case.initial
-    driver.run_steps(case.handler, case.arn, token)
+    rotations.run_steps(case.handler, case.arn, token)
     assert api.works(case.current())
 
 
@@ -460,7 +460,7 @@ def verify(change: Callable[[dict[str, Any]], None]) -> Callable[[ApiKeyTarget],
 
     def build(api: ApiKeyTarget) -> dict[str, Any]:
         doc = api.generated_secret(unique("svc"))
-        verify_doc = json.loads(driver.value(api.sm, doc["verify_secret_arn"]))
+        verify_doc = json.loads(rotations.value(api.sm, doc["verify_secret_arn"]))
         change(verify_doc)
         arn = str(api.sm.create_secret(Name=unique("api-verify"), SecretString=json.dumps(verify_doc))["ARN"])
         return {**doc, "verify_secret_arn": arn}
@@ -533,7 +533,7 @@ def test_bad_secrets_are_refused_at_create_secret(api: ApiKeyTarget, sm: Any, is
     doc = build(api)
     case = new_case(api, sm, doc, strategy=doc.get("mode") or "generated")
     issued_before, calls_before = issuer.issued(), sum(issuer.calls.values())
-    token = driver.start_rotation(sm, case.arn)
+    token = rotations.start_rotation(sm, case.arn)
     with pytest.raises(ConfigurationError, match=re.escape(message)) as caught:
         step(case, token, "createSecret")
     assert_clean(str(caught.value), doc.get("key") or "-" * 8, issuer.admin_token)
@@ -548,7 +548,7 @@ def test_the_admin_secret_cannot_be_the_rotated_secret(api: ApiKeyTarget, sm: An
     doc = case.current()
     doc["provider"]["admin_secret_arn"] = case.arn
     sm.put_secret_value(SecretId=case.arn, SecretString=json.dumps(doc), VersionStages=["AWSCURRENT"])
-    token = driver.start_rotation(sm, case.arn)
+    token = rotations.start_rotation(sm, case.arn)
     with pytest.raises(ConfigurationError, match=r"'provider\.admin_secret_arn' .* must name another secret"):
         step(case, token, "createSecret")
 
@@ -559,7 +559,7 @@ def test_an_issue_response_without_the_key_and_the_orphan_it_leaves(api: ApiKeyT
     admin_doc["provider"]["issue"]["key_path"] = "data.missing"
     admin_arn = str(sm.create_secret(Name=unique("api-admin"), SecretString=json.dumps(admin_doc))["ARN"])
     case = new_case(api, sm, api.issued_secret(admin_arn=admin_arn))
-    abandoned = driver.start_rotation(sm, case.arn)
+    abandoned = rotations.start_rotation(sm, case.arn)
     with pytest.raises(ConfigurationError, match=r"no key at field 'provider\.issue\.key_path' of the admin secret"):
         step(case, abandoned, "createSecret")
     assert pending_value(case, abandoned) is None
@@ -652,7 +652,7 @@ def test_an_older_format_secret_is_refused_until_the_admin_secret_has_the_descri
     doc["provider"]["admin_secret_arn"] = api.admin_secret(provider=None)  # the admin secret as it was
     case = new_case(api, sm, doc)
     calls_before = sum(issuer.calls.values())
-    token = driver.start_rotation(sm, case.arn)
+    token = rotations.start_rotation(sm, case.arn)
     with pytest.raises(ConfigurationError, match=r"describes the provider \(fields 'provider\.admin_auth', ") as caught:
         step(case, token, "createSecret")
     assert "Move that description into field 'provider' of the admin secret" in str(caught.value)
@@ -667,7 +667,7 @@ def test_an_older_format_generated_secret(api: ApiKeyTarget, sm: Any, issuer: Is
     inline = {"url": f"{issuer.url}/services/{realm}/me", "auth": {"type": "header", "name": "X-Api-Key"}}
     old = {k: v for k, v in doc.items() if k != "verify_secret_arn"} | {"verify": inline}
     case = new_case(api, sm, old, strategy="generated")
-    token = driver.start_rotation(sm, case.arn)
+    token = rotations.start_rotation(sm, case.arn)
     with pytest.raises(ConfigurationError, match="field 'verify' of the current secret describes where"):
         step(case, token, "createSecret")
     assert pending_value(case, token) is None
@@ -690,7 +690,7 @@ def test_a_compressed_answer_is_refused_and_never_decompressed(
     api: ApiKeyTarget, sm: Any, issuer: Issuer, encoding: str
 ) -> None:
     case = new_case(api, sm, strategy="generated")
-    token = driver.start_rotation(sm, case.arn)
+    token = rotations.start_rotation(sm, case.arn)
     step(case, token, "createSecret")
     bomb = _gzip_bomb(200 * 1024 * 1024)  # 200 MB of zeros in about 200 kB
     assert len(bomb) < 1024 * 1024
@@ -703,7 +703,7 @@ def test_a_compressed_answer_is_refused_and_never_decompressed(
     finally:
         tracemalloc.stop()
     assert peak < 20 * 1024 * 1024, "the answer was never decompressed"
-    assert "AWSCURRENT" not in driver.stages(sm, case.arn)[token]
+    assert "AWSCURRENT" not in rotations.stages(sm, case.arn)[token]
 
 
 def test_an_answer_larger_than_the_limit_is_refused(api: ApiKeyTarget, sm: Any, issuer: Issuer) -> None:
@@ -711,8 +711,8 @@ def test_an_answer_larger_than_the_limit_is_refused(api: ApiKeyTarget, sm: Any, 
     limit = sys.modules["provider_client"].MAX_RESPONSE_BYTES
     body = json.dumps({"data": [], "padding": "x" * limit}).encode()
     issuer.inject("list", 200, headers={"Content-Type": "application/json"}, body=body)
-    token = driver.start_rotation(sm, case.arn)
-    driver.run_steps(case.handler, case.arn, token, driver.STEPS[:2])
+    token = rotations.start_rotation(sm, case.arn)
+    rotations.run_steps(case.handler, case.arn, token, rotations.STEPS[:2])
     with pytest.raises(ConfigurationError, match=f"answered with more than {limit} bytes"):
         step(case, token, "testSecret")
 
@@ -748,13 +748,13 @@ def test_the_function_refuses_to_run_on_an_old_urllib3(
     case = new_case(api, sm, strategy=strategy)
     monkeypatch.setattr(urllib3, "__version__", "2.5.0")
     calls_before = sum(issuer.calls.values())
-    token = driver.start_rotation(sm, case.arn)
+    token = rotations.start_rotation(sm, case.arn)
     with pytest.raises(ConfigurationError, match=r"urllib3 2\.5\.0 is installed: versions before 2\.6\.0"):
         step(case, token, "createSecret")
     assert pending_value(case, token) is None
     assert sum(issuer.calls.values()) == calls_before
     monkeypatch.undo()
-    driver.run_steps(case.handler, case.arn, token)
+    rotations.run_steps(case.handler, case.arn, token)
     assert api.works(case.current())
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from devtools.servers import import_pymysql, mysql_native_password_hash
+from devtools.tls import generate_ca
 from rotation_core import AuthenticationError, ConfigurationError, UnreachableError
 from rotation_core import settings as config
 from rotation_core.credentials import DatabaseSecret
@@ -20,9 +22,7 @@ from rotation_core.settings import ConnectionSettings
 from rotation_core.values import Sensitive
 from tests.conftest import RotationCase
 from tests.engines import MySQLHarness, new_password, unique
-from tests.support import driver, leaks
-from tests.support.servers import import_pymysql, mysql_native_password_hash
-from tests.support.tls import generate_ca
+from tests.support import leaks, rotations
 
 
 @pytest.fixture
@@ -160,8 +160,8 @@ def test_rotation_with_a_dbname(my: MySQLHarness, sm: Any) -> None:
     my.admin_execute(f"CREATE DATABASE `{db}`")
     my.admin_execute(f"GRANT SELECT ON `{db}`.* TO %s@'%%'", (username,))
     arn = sm.create_secret(Name=unique("db"), SecretString=json.dumps(my.secret(username, password, dbname=db)))["ARN"]
-    driver.rotate(my.make_handler(), sm, arn)
-    current = json.loads(driver.value(sm, arn))
+    rotations.rotate(my.make_handler(), sm, arn)
+    current = json.loads(rotations.value(sm, arn))
     assert current["dbname"] == db
     assert my.logs_in(username, current["password"])
 
@@ -227,10 +227,10 @@ def test_the_clone_has_the_originals_host_parts(my: MySQLHarness, sm: Any) -> No
     doc = my.secret(username, password, masterarn=master)
     arn = sm.create_secret(Name=unique("hosts"), SecretString=json.dumps(doc))["ARN"]
     handler = my.make_handler()
-    driver.rotate(handler, sm, arn)
+    rotations.rotate(handler, sm, arn)
     assert hosts(my, username + "_clone") == ["127.0.0.1", "localhost"]
-    driver.rotate(handler, sm, arn)
-    current = json.loads(driver.value(sm, arn))
+    rotations.rotate(handler, sm, arn)
+    current = json.loads(rotations.value(sm, arn))
     assert current["username"] == username
     assert my.logs_in(username, current["password"])
     # The master set the new password on every account of the user, keeping the plugin.
@@ -333,11 +333,11 @@ def test_a_privilege_the_master_may_not_grant_fails_naming_it_until_listed(
     my.admin_execute("GRANT SHUTDOWN, FILE, PROCESS ON *.* TO %s@'%%'", (user,))
     my.admin_execute(f"GRANT SELECT ON `{db}`.* TO %s@'%%'", (user,))
     before = case.current()
-    token = driver.start_rotation(sm, case.arn)
-    driver.run_steps(case.handler, case.arn, token, ("createSecret",))
-    pending = json.loads(driver.value(sm, case.arn, "AWSPENDING", token))
+    token = rotations.start_rotation(sm, case.arn)
+    rotations.run_steps(case.handler, case.arn, token, ("createSecret",))
+    pending = json.loads(rotations.value(sm, case.arn, "AWSPENDING", token))
     with pytest.raises(ConfigurationError, match="lacks a privilege") as info:
-        case.handler(driver.event(case.arn, token, "setSecret"), None)
+        case.handler(rotations.event(case.arn, token, "setSecret"), None)
     message = str(info.value)
     assert "may not grant FILE ON *.*, SHUTDOWN ON *.*." in message
     assert "PROCESS" not in message and "SKIP_UNGRANTABLE_PRIVILEGES" in message
@@ -348,12 +348,12 @@ def test_a_privilege_the_master_may_not_grant_fails_naming_it_until_listed(
     assert grants(my, clone) >= {"GRANT PROCESS ON *.* TO <account>@`%`", f"GRANT SELECT ON `{db}`.* TO <account>@`%`"}
     monkeypatch.setenv("SKIP_UNGRANTABLE_PRIVILEGES", " shutdown ")
     with pytest.raises(ConfigurationError, match=r"may not grant FILE ON \*\.\*\.") as info:
-        case.handler(driver.event(case.arn, token, "setSecret"), None)
+        case.handler(rotations.event(case.arn, token, "setSecret"), None)
     assert "SHUTDOWN ON" not in str(info.value)
     assert case.current() == before and case.works(before)
     monkeypatch.setenv("SKIP_UNGRANTABLE_PRIVILEGES", "SHUTDOWN,file")
     capsys.readouterr()
-    driver.run_steps(case.handler, case.arn, token, ("setSecret", "testSecret", "finishSecret"))
+    rotations.run_steps(case.handler, case.arn, token, ("setSecret", "testSecret", "finishSecret"))
     current = case.current()
     assert current["username"] == clone and case.works(current)
     assert grants(my, clone) == {
@@ -404,11 +404,11 @@ def test_a_copy_interrupted_after_any_statement_converges(
             my.admin_execute(statement, (user,))
         my.admin_execute(f"DROP TABLE `{db}`.gone")
         my.admin_execute(f"ALTER TABLE `{db}`.kept DROP COLUMN dropped")
-        token = driver.start_rotation(sm, case.arn)
-        driver.run_steps(case.handler, case.arn, token, ("createSecret",))
+        token = rotations.start_rotation(sm, case.arn)
+        rotations.run_steps(case.handler, case.arn, token, ("createSecret",))
         armed.update(at=n, count=0)
         try:
-            case.handler(driver.event(case.arn, token, "setSecret"), None)
+            case.handler(rotations.event(case.arn, token, "setSecret"), None)
         except InjectedFault:
             writes += bool(hosts(my, user + "_clone"))
         else:
@@ -416,7 +416,7 @@ def test_a_copy_interrupted_after_any_statement_converges(
         finally:
             armed["at"] = 0
         assert case.works(case.current()), f"the current credential fails after a fault at statement {n}"
-        driver.run_steps(case.handler, case.arn, token, ("setSecret", "testSecret", "finishSecret"))
+        rotations.run_steps(case.handler, case.arn, token, ("setSecret", "testSecret", "finishSecret"))
         assert case.works(case.current())
         assert grants(my, user + "_clone") == {
             "GRANT RELOAD, PROCESS ON *.* TO <account>@`%` WITH GRANT OPTION",
@@ -435,11 +435,11 @@ def test_skip_ungrantable_privileges_must_name_privileges(
     parsed = config.load({"SKIP_UNGRANTABLE_PRIVILEGES": "backup_admin, Show  View,,"})
     assert parsed.connection.skip_privileges == frozenset({"BACKUP_ADMIN", "SHOW VIEW"})
     case = RotationCase(my, sm, "alternating-users")
-    token = driver.start_rotation(sm, case.arn)
-    driver.run_steps(case.handler, case.arn, token, ("createSecret",))
+    token = rotations.start_rotation(sm, case.arn)
+    rotations.run_steps(case.handler, case.arn, token, ("createSecret",))
     monkeypatch.setenv("SKIP_UNGRANTABLE_PRIVILEGES", "BACKUP_ADMIN; DROP USER x")
     with pytest.raises(ConfigurationError, match="SKIP_UNGRANTABLE_PRIVILEGES must be a comma-separated list"):
-        case.handler(driver.event(case.arn, token, "setSecret"), None)
+        case.handler(rotations.event(case.arn, token, "setSecret"), None)
     assert hosts(my, case.username + "_clone") == []
 
 
@@ -454,11 +454,11 @@ def test_a_clone_name_over_the_limit_is_refused_before_anything_is_written(
     master = sm.create_secret(Name=unique("master"), SecretString=json.dumps(my.master()))["ARN"]
     doc = {**my.secret(username, password, masterarn=master), "engine": engine}
     arn = sm.create_secret(Name=unique("long"), SecretString=json.dumps(doc))["ARN"]
-    token = driver.start_rotation(sm, arn)
+    token = rotations.start_rotation(sm, arn)
     with pytest.raises(ConfigurationError, match=limit):
-        my.make_handler()(driver.event(arn, token, "createSecret"), None)
+        my.make_handler()(rotations.event(arn, token, "createSecret"), None)
     with pytest.raises(sm.exceptions.ResourceNotFoundException):
-        driver.value(sm, arn, "AWSPENDING", token)
+        rotations.value(sm, arn, "AWSPENDING", token)
     assert hosts(my, username + "_clone") == []
 
 

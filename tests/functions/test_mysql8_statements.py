@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
+from devtools.servers import import_pymysql
 from rotation_core import ConfigurationError
 from rotation_core.credentials import DatabaseSecret
 from rotation_core.settings import ConnectionSettings
 from rotation_core.values import Sensitive
 from tests.engines import new_password
 from tests.support import functions
-from tests.support.servers import import_pymysql
 
 app = functions.load("mysql")
 pymysql = import_pymysql()

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
+from devtools.tls import generate_ca
 from rotation_core import ConfigurationError, UnreachableError
 from rotation_core.credentials import DatabaseSecret
 from rotation_core.settings import ConnectionSettings
 from rotation_core.values import Sensitive
 from tests.conftest import RotationCase
 from tests.engines import PostgresHarness, new_password, unique
-from tests.support import driver
-from tests.support.tls import generate_ca
+from tests.support import rotations
 
 
 @pytest.fixture
@@ -152,8 +152,8 @@ def test_a_clone_name_over_63_bytes_is_refused_before_anything_is_written(pg: Po
     arn = sm.create_secret(
         Name=unique("long"), SecretString=json.dumps(pg.secret(username, password, masterarn=master))
     )["ARN"]
-    token = driver.start_rotation(sm, arn)
+    token = rotations.start_rotation(sm, arn)
     with pytest.raises(ConfigurationError, match="63 bytes"):
-        pg.make_handler()(driver.event(arn, token, "createSecret"), None)
+        pg.make_handler()(rotations.event(arn, token, "createSecret"), None)
     with pytest.raises(sm.exceptions.ResourceNotFoundException):
-        driver.value(sm, arn, "AWSPENDING", token)
+        rotations.value(sm, arn, "AWSPENDING", token)

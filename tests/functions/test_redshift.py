@@ -19,15 +19,15 @@ from typing import Any
 
 import pytest
 
+from devtools.tls import generate_ca
 from rotation_core import AuthenticationError, ConfigurationError, UnreachableError, passwords
 from rotation_core.credentials import DatabaseSecret, parse
 from rotation_core.settings import ConnectionSettings, password_policy
 from rotation_core.values import Sensitive
 from tests.conftest import RotationCase
 from tests.engines import RedshiftHarness, new_password, redshift_md5, unique
-from tests.support import driver, functions
+from tests.support import functions, rotations
 from tests.support.functions import ROOT
-from tests.support.tls import generate_ca
 
 FORBIDDEN = "'\"\\/@ "
 
@@ -129,11 +129,11 @@ def test_a_length_redshift_refuses_is_refused_before_anything_is_written(
 ) -> None:
     monkeypatch.setenv("PASSWORD_LENGTH", length)
     case = RotationCase(rs, sm, "single-user")
-    token = driver.start_rotation(sm, case.arn)
+    token = rotations.start_rotation(sm, case.arn)
     with pytest.raises(ConfigurationError, match="between 8 and 64"):
-        case.handler(driver.event(case.arn, token, "createSecret"), None)
+        case.handler(rotations.event(case.arn, token, "createSecret"), None)
     with pytest.raises(sm.exceptions.ResourceNotFoundException):
-        driver.value(sm, case.arn, "AWSPENDING", token)
+        rotations.value(sm, case.arn, "AWSPENDING", token)
 
 
 def test_a_rotation_with_digits_excluded_still_gets_digits(
@@ -263,10 +263,10 @@ def test_a_pair_group_with_someone_else_in_it_is_refused(rs: RedshiftHarness, sm
     intruder = unique("intruder")
     rs.create_user(intruder, new_password())
     rs.admin_execute(f"CREATE GROUP {ident(case.username + '_pair')} WITH USER {ident(intruder)}")
-    token = driver.start_rotation(sm, case.arn)
-    driver.run_steps(case.handler, case.arn, token, ("createSecret",))
+    token = rotations.start_rotation(sm, case.arn)
+    rotations.run_steps(case.handler, case.arn, token, ("createSecret",))
     with pytest.raises(ConfigurationError, match="other members"):
-        case.handler(driver.event(case.arn, token, "setSecret"), None)
+        case.handler(rotations.event(case.arn, token, "setSecret"), None)
     assert not rs.admin_execute("SELECT 1 FROM pg_user WHERE usename = %s", (case.username + "_clone",))
 
 
@@ -274,11 +274,11 @@ def test_a_clone_name_over_127_bytes_is_refused_before_anything_is_written(rs: R
     master = sm.create_secret(Name=unique("master"), SecretString=json.dumps(rs.master()))["ARN"]
     doc = rs.secret("é" * 61, new_password(), masterarn=master)  # 122 bytes; with "_clone", 128
     arn = sm.create_secret(Name=unique("long"), SecretString=json.dumps(doc))["ARN"]
-    token = driver.start_rotation(sm, arn)
+    token = rotations.start_rotation(sm, arn)
     with pytest.raises(ConfigurationError, match="127 bytes"):
-        rs.make_handler()(driver.event(arn, token, "createSecret"), None)
+        rs.make_handler()(rotations.event(arn, token, "createSecret"), None)
     with pytest.raises(sm.exceptions.ResourceNotFoundException):
-        driver.value(sm, arn, "AWSPENDING", token)
+        rotations.value(sm, arn, "AWSPENDING", token)
 
 
 def test_single_user_refuses_a_name_that_is_not_the_stored_one(rs: RedshiftHarness) -> None:
@@ -315,8 +315,8 @@ def test_the_pair_group_of_a_mixed_case_user_is_the_lower_case_name_redshift_sto
     arn = alternating_secret(rs, sm, username)
     handler = rs.make_handler()
     for _ in range(3):  # to the clone, back, to the clone: the group is found each time
-        driver.rotate(handler, sm, arn)
-    current = json.loads(driver.value(sm, arn))
+        rotations.rotate(handler, sm, arn)
+    current = json.loads(rotations.value(sm, arn))
     assert current["username"] == username + "_clone" and rs.logs_in(current["username"], current["password"])
     pair_name = username.lower() + "_pair"
     assert groups_of(rs, username) == groups_of(rs, username + "_clone") == {pair_name}
@@ -410,13 +410,13 @@ def test_external_schemas_get_usage_outside_the_transaction_and_converge_after_a
                 raise RuntimeError("injected fault after a statement outside the transaction")
 
         monkeypatch.setattr(rs.module, "_execute_outside_transaction", failing)
-        token = driver.start_rotation(case.sm, case.arn)
-        driver.run_steps(case.handler, case.arn, token, ("createSecret",))
+        token = rotations.start_rotation(case.sm, case.arn)
+        rotations.run_steps(case.handler, case.arn, token, ("createSecret",))
         with pytest.raises(RuntimeError, match="injected fault"):
-            case.handler(driver.event(case.arn, token, "setSecret"), None)
+            case.handler(rotations.event(case.arn, token, "setSecret"), None)
         assert case.works(case.current()), "the current credential still logs in"
         monkeypatch.setattr(rs.module, "_execute_outside_transaction", outside)
-        driver.run_steps(case.handler, case.arn, token)  # Secrets Manager's retry
+        rotations.run_steps(case.handler, case.arn, token)  # Secrets Manager's retry
         assert (
             sent
             == [
@@ -441,10 +441,10 @@ def test_a_clone_whose_name_differs_only_in_case_is_refused_before_the_master_ch
     lookalike = username.capitalize() + "_clone"
     rs.create_user(lookalike, new_password())
     handler = rs.make_handler()
-    token = driver.start_rotation(sm, arn)
-    driver.run_steps(handler, arn, token, ("createSecret",))
+    token = rotations.start_rotation(sm, arn)
+    rotations.run_steps(handler, arn, token, ("createSecret",))
     with pytest.raises(ConfigurationError, match="differ only in letter case") as info:
-        handler(driver.event(arn, token, "setSecret"), None)
+        handler(rotations.event(arn, token, "setSecret"), None)
     assert "field 'username'" in str(info.value)
     assert not rs.admin_execute("SELECT 1 FROM pg_user WHERE usename = %s", (username + "_clone",))
     assert not rs.admin_execute("SELECT 1 FROM pg_group WHERE groname = %s", (username + "_pair",))
@@ -571,7 +571,7 @@ def test_quote_ident_doubles_quotes_and_refuses_nul() -> None:
 # -- budgets: calls, connections, the driver loaded only when needed --------------------
 
 
-@pytest.mark.parametrize("step", driver.STEPS)
+@pytest.mark.parametrize("step", rotations.STEPS)
 def test_the_sam_local_events_are_well_formed(step: str) -> None:
     from rotation_core.protocol import parse_event
 

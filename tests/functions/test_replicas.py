@@ -1,5 +1,5 @@
 """Secrets naming a read replica, against real replication on this machine: a PostgreSQL
-physical standby (pg_basebackup -R) and a MariaDB replica (tests/support/replicas.py).
+physical standby (pg_basebackup -R) and a MariaDB replica (devtools/replicas.py).
 
 Every password change happens on the primary; setSecret then waits until the replica the
 secret names accepts the new password. Alternating users prove the replica belongs to the
@@ -17,17 +17,17 @@ from typing import Any
 
 import pytest
 
-from rotation_core import ConfigurationError
-from tests.engines import DatabaseHarness, MySQLHarness, PostgresHarness, new_password, unique
-from tests.security.test_database_attacks import master_secret, rotate_as_secrets_manager, rotated_secret, user_exists
-from tests.support import driver
-from tests.support.servers import (
+from devtools.servers import (
     MariaDBServer,
     PostgresServer,
     mariadb_from_env_or_start,
     mariadb_replica_of,
     postgres_standby_of,
 )
+from rotation_core import ConfigurationError
+from tests.engines import DatabaseHarness, MySQLHarness, PostgresHarness, new_password, unique
+from tests.security.test_database_attacks import master_secret, rotate_as_secrets_manager, rotated_secret, user_exists
+from tests.support import rotations
 
 
 @dataclass
@@ -111,9 +111,9 @@ def test_alternating_users_on_a_replica(rep: Replicated, sm: Any) -> None:
     arn = rotated_secret(sm, doc)
     handler = rep.harness.make_handler()
     for _ in range(3):  # both directions: clone created, original changed, clone changed
-        before = json.loads(driver.value(sm, arn, "AWSCURRENT"))
+        before = json.loads(rotations.value(sm, arn, "AWSCURRENT"))
         assert rotate_as_secrets_manager(handler, sm, arn) is None
-        after = json.loads(driver.value(sm, arn, "AWSCURRENT"))
+        after = json.loads(rotations.value(sm, arn, "AWSCURRENT"))
         assert after["username"] != before["username"] and after["host"] == rep.replica.info.host
         assert rep.harness.works(after), "the new credential logs in on the primary"
         assert rep.replica_accepts(after), "and on the replica the secret names"
@@ -126,7 +126,7 @@ def test_single_user_on_a_replica_changes_the_password_on_its_writer(rep: Replic
     doc = rep.on_replica(rep.harness.secret(username, password, writer_host=primary.host, writer_port=primary.port))
     arn = rotated_secret(sm, doc)
     assert rotate_as_secrets_manager(rep.harness.make_handler(), sm, arn) is None
-    after = json.loads(driver.value(sm, arn, "AWSCURRENT"))
+    after = json.loads(rotations.value(sm, arn, "AWSCURRENT"))
     assert after["password"] != password and after["writer_host"] == primary.host
     assert rep.harness.works(after) and rep.replica_accepts(after)
     assert not rep.harness.logs_in(username, password)

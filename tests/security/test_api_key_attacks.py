@@ -29,7 +29,7 @@ from rotation_core import ConfigurationError
 from tests.api_key_target import ApiKeyTarget
 from tests.conftest import RotationCase
 from tests.engines import unique
-from tests.support import driver
+from tests.support import rotations
 from tests.support.issuer import Issuer
 
 HOST = "127.0.0.1"
@@ -160,11 +160,11 @@ def refused_at_create(case: RotationCase, match: str, *, calls_provider: bool = 
     provider. (The error message, the rotation's token.)"""
     issuer: Issuer = case.target.issuer  # type: ignore[attr-defined]
     calls = sum(issuer.calls.values())
-    token = driver.start_rotation(case.sm, case.arn)
+    token = rotations.start_rotation(case.sm, case.arn)
     with pytest.raises(ConfigurationError, match=match) as caught:
-        case.handler(driver.event(case.arn, token, "createSecret"), None)
+        case.handler(rotations.event(case.arn, token, "createSecret"), None)
     with pytest.raises(case.sm.exceptions.ResourceNotFoundException):
-        driver.value(case.sm, case.arn, "AWSPENDING", token)
+        rotations.value(case.sm, case.arn, "AWSPENDING", token)
     if not calls_provider:
         assert sum(issuer.calls.values()) == calls, "no call reached the provider"
     return str(caught.value), token
@@ -462,15 +462,15 @@ def test_7_another_rotated_secret_cannot_serve_as_a_trusted_secret(
     victim_doc = api.generated_secret(unique("svc")) | {"verify_secret_arn": theirs.arn}
     victim = new_case(api, sm, victim_doc)
     monkeypatch.setenv("TRUSTED_SECRET_ARNS", legit)
-    token = driver.start_rotation(sm, victim.arn)
+    token = rotations.start_rotation(sm, victim.arn)
     with pytest.raises(ConfigurationError, match="TRUSTED_SECRET_ARNS"):
-        driver.run_steps(victim.handler, victim.arn, token)
+        rotations.run_steps(victim.handler, victim.arn, token)
     assert attacker.captured == [], "a key reached the attacker's server"
     # Control: without the setting, IAM alone decides, and the function may read that secret.
     monkeypatch.delenv("TRUSTED_SECRET_ARNS")
     victim = new_case(api, sm, victim_doc)
-    token = driver.start_rotation(sm, victim.arn)
-    for step in driver.STEPS[:3]:
+    token = rotations.start_rotation(sm, victim.arn)
+    for step in rotations.STEPS[:3]:
         with contextlib.suppress(Exception):
-            victim.handler(driver.event(victim.arn, token, step), None)
+            victim.handler(rotations.event(victim.arn, token, step), None)
     assert attacker.captured, "control: the attack works where nothing binds the trusted secrets"

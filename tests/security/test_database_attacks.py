@@ -18,7 +18,7 @@ from rotation_core import ConfigurationError, RotationError, UnreachableError
 from rotation_core.credentials import parse
 from rotation_core.settings import ConnectionSettings
 from tests.engines import DatabaseHarness, new_password, unique
-from tests.support import driver
+from tests.support import rotations
 from tests.support.recorder import Recorder
 
 RECORDER_MODE = {"postgres": "postgres-cleartext", "redshift": "postgres-cleartext", "mysql": "mysql-clear"}
@@ -83,10 +83,10 @@ def rotated_secret(sm: Any, doc: dict[str, Any]) -> str:
 
 def rotate_as_secrets_manager(handler: Any, sm: Any, arn: str) -> RotationError | None:
     """The four steps in order, stopping at the first failure, as Secrets Manager does."""
-    token = driver.start_rotation(sm, arn)
-    for step in driver.STEPS:
+    token = rotations.start_rotation(sm, arn)
+    for step in rotations.STEPS:
         try:
-            handler(driver.event(arn, token, step), None)
+            handler(rotations.event(arn, token, step), None)
         except RotationError as exc:
             return exc
     return None
@@ -144,7 +144,7 @@ def test_master_found_through_system_tags_is_used_on_its_own_server_only(
     # The same secret naming the master's own server rotates.
     arn = rotated_secret(sm, harness.secret(username, password, masterarn=masterarn))
     assert rotate_as_secrets_manager(handler, sm, arn) is None
-    current = json.loads(driver.value(sm, arn, "AWSCURRENT"))
+    current = json.loads(rotations.value(sm, arn, "AWSCURRENT"))
     assert current["username"] == username + "_clone" and harness.works(current)
 
 
@@ -240,12 +240,12 @@ def test_own_login_named_victim_clone_does_not_take_over_victim(harness: Databas
     victim, victim_password = new_user(harness)
     mine, my_password = new_user(harness, victim + "_clone")  # a login the writer owns
     arn = rotated_secret(sm, harness.secret(mine, my_password, masterarn=master_secret(harness, sm)))
-    before = driver.value(sm, arn, "AWSCURRENT")
+    before = rotations.value(sm, arn, "AWSCURRENT")
     failure = rotate_as_secrets_manager(harness.make_handler(), sm, arn)
     assert isinstance(failure, ConfigurationError) and "not proven to be this secret's" in str(failure)
     assert harness.logs_in(victim, victim_password), "the victim's password did not change"
     assert harness.logs_in(mine, my_password)
-    assert driver.value(sm, arn, "AWSCURRENT") == before
+    assert rotations.value(sm, arn, "AWSCURRENT") == before
 
 
 def grant_beyond(harness: DatabaseHarness, clone: str) -> None:
@@ -297,20 +297,20 @@ def test_tampered_pending_naming_another_host_never_receives_the_new_password(
 ) -> None:
     username, password = new_user(harness)
     arn = rotated_secret(sm, harness.secret(username, password))
-    token = driver.start_rotation(sm, arn)
+    token = rotations.start_rotation(sm, arn)
     handler = harness.make_handler()
-    handler(driver.event(arn, token, "createSecret"), None)
-    pending = json.loads(driver.value(sm, arn, "AWSPENDING", token))
+    handler(rotations.event(arn, token, "createSecret"), None)
+    pending = json.loads(rotations.value(sm, arn, "AWSPENDING", token))
     tampered = {**pending, "host": recorder.host, "port": recorder.port, "ssl": False}
     sm.update_secret_version_stage(SecretId=arn, VersionStage="AWSPENDING", RemoveFromVersionId=token)
-    tampered_token = driver.new_token()
+    tampered_token = rotations.new_token()
     sm.put_secret_value(
         SecretId=arn, ClientRequestToken=tampered_token, SecretString=json.dumps(tampered), VersionStages=["AWSPENDING"]
     )
     failure = None
     for step in ("setSecret", "testSecret"):
         try:
-            handler(driver.event(arn, tampered_token, step), None)
+            handler(rotations.event(arn, tampered_token, step), None)
         except RotationError as exc:
             failure = exc
             break
@@ -332,9 +332,9 @@ def test_rotation_token_reaches_put_secret_value(
         "provide-client-params.secrets-manager.PutSecretValue",
         lambda params, **_: sent.append(params.get("RotationToken")),
     )
-    token = driver.start_rotation(sm, arn)
-    rotation_token = "rotation-token-" + driver.new_token()
-    handler(driver.event(arn, token, "createSecret", rotation_token=rotation_token), None)
+    token = rotations.start_rotation(sm, arn)
+    rotation_token = "rotation-token-" + rotations.new_token()
+    handler(rotations.event(arn, token, "createSecret", rotation_token=rotation_token), None)
     assert sent == [rotation_token]
 
 

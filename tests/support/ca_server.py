@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any, Self
 
-from tests.support.tls import generate_server_tls
+from devtools.tls import generate_server_tls
 
 
 class BundleServer:

@@ -49,7 +49,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .tls import generate_server_tls
+from devtools.tls import generate_server_tls
 
 __all__ = ["EXTERNAL_SCHEMA_MARK", "REDSHIFT_SERVER_VERSION", "RedshiftShim", "emulate_catalogs"]
 

@@ -19,9 +19,9 @@ import psycopg2
 import pytest
 from psycopg2.extensions import encrypt_password
 
-from tests.support import servers
-from tests.support.replicas import MariaDBReplica, PostgresStandby
-from tests.support.servers import (
+from devtools import servers
+from devtools.replicas import MariaDBReplica, PostgresStandby
+from devtools.servers import (
     HOST,
     MariaDBServer,
     PostgresServer,
@@ -34,7 +34,7 @@ from tests.support.servers import (
     postgres_from_env_or_start,
     postgres_standby_of,
 )
-from tests.support.tls import generate_ca
+from devtools.tls import generate_ca
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -340,7 +340,7 @@ def test_urls_are_parsed_and_unquoted() -> None:
 
 
 # --------------------------------------------------------------------------- replicas
-# A PostgreSQL streaming standby and a MariaDB replica (tests/support/replicas.py): what is
+# A PostgreSQL streaming standby and a MariaDB replica (devtools/replicas.py): what is
 # created on the primary logs in on the replica after the wait, the replica refuses writes,
 # and every replica is gone (directory, port, processes) after stop, a failed start, a failed
 # test, or its primary's stop.

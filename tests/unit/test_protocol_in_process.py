@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from rotation_core import EventError, Rotation, RotationFunction, StepContext
-from tests.support import driver
+from tests.support import rotations
 
 
 class Recording(Rotation):
@@ -60,42 +60,42 @@ def handler(aws: Any, rotation: Recording) -> RotationFunction:
 
 
 def new_secret(aws: Any) -> str:
-    return str(aws.create_secret(Name=driver.new_token(), SecretString=json.dumps({"generation": 0}))["ARN"])
+    return str(aws.create_secret(Name=rotations.new_token(), SecretString=json.dumps({"generation": 0}))["ARN"])
 
 
 def test_a_full_rotation_calls_each_hook_once_and_moves_the_stage(aws: Any, handler: Any, rotation: Recording) -> None:
     arn = new_secret(aws)
-    first = next(v for v, s in driver.stages(aws, arn).items() if "AWSCURRENT" in s)
-    token = driver.start_rotation(aws, arn)
-    driver.run_steps(handler, arn, token)
+    first = next(v for v, s in rotations.stages(aws, arn).items() if "AWSCURRENT" in s)
+    token = rotations.start_rotation(aws, arn)
+    rotations.run_steps(handler, arn, token)
     assert rotation.calls == ["create", "set", "test", f"finished:{first}"]
-    stages = driver.stages(aws, arn)
+    stages = rotations.stages(aws, arn)
     assert "AWSCURRENT" in stages[token]
     assert stages[first] == ["AWSPREVIOUS"]
-    assert json.loads(driver.value(aws, arn)) == {"generation": 1}
+    assert json.loads(rotations.value(aws, arn)) == {"generation": 1}
 
 
 def test_create_reuses_a_pending_value_and_finish_is_idempotent(aws: Any, handler: Any, rotation: Recording) -> None:
     arn = new_secret(aws)
-    token = driver.start_rotation(aws, arn)
-    driver.run_steps(handler, arn, token, ("createSecret", "createSecret"))
+    token = rotations.start_rotation(aws, arn)
+    rotations.run_steps(handler, arn, token, ("createSecret", "createSecret"))
     assert rotation.calls == ["create"], "the second createSecret reused the AWSPENDING value"
-    driver.run_steps(handler, arn, token, ("setSecret", "testSecret", "finishSecret", "finishSecret"))
+    rotations.run_steps(handler, arn, token, ("setSecret", "testSecret", "finishSecret", "finishSecret"))
     assert rotation.calls[-1] == "already_finished", "finishSecret again: only the after-move work"
     assert rotation.calls.count("create") == 1
-    assert json.loads(driver.value(aws, arn)) == {"generation": 1}
+    assert json.loads(rotations.value(aws, arn)) == {"generation": 1}
 
 
 def test_calls_per_step(aws: Any, handler: Any) -> None:
     """One DescribeSecret per step; createSecret 3 more, finishSecret 1 more."""
     arn = new_secret(aws)
-    token = driver.start_rotation(aws, arn)
+    token = rotations.start_rotation(aws, arn)
     calls: list[str] = []
     aws.meta.events.register("before-call.secrets-manager", lambda model, **_: calls.append(model.name))
     counts = {}
-    for step in driver.STEPS:
+    for step in rotations.STEPS:
         calls.clear()
-        handler(driver.event(arn, token, step), None)
+        handler(rotations.event(arn, token, step), None)
         counts[step] = list(calls)
     assert counts["createSecret"] == ["DescribeSecret", "GetSecretValue", "GetSecretValue", "PutSecretValue"]
     assert counts["setSecret"] == ["DescribeSecret"]  # this rotation reads nothing itself
@@ -104,18 +104,18 @@ def test_calls_per_step(aws: Any, handler: Any) -> None:
 
 def test_refusals_change_nothing(aws: Any, handler: Any, rotation: Recording) -> None:
     arn = new_secret(aws)
-    token = driver.new_token()
+    token = rotations.new_token()
     aws.put_secret_value(SecretId=arn, ClientRequestToken=token, SecretString="{}", VersionStages=["AWSPENDING"])
-    current = next(v for v, s in driver.stages(aws, arn).items() if "AWSCURRENT" in s)
+    current = next(v for v, s in rotations.stages(aws, arn).items() if "AWSCURRENT" in s)
     with pytest.raises(EventError, match="rotation is not enabled"):
-        handler(driver.event(arn, token, "finishSecret"), None)
-    pending = driver.start_rotation(aws, arn)
+        handler(rotations.event(arn, token, "finishSecret"), None)
+    pending = rotations.start_rotation(aws, arn)
     with pytest.raises(EventError, match="not a version of this secret"):
-        handler(driver.event(arn, driver.new_token(), "finishSecret"), None)
+        handler(rotations.event(arn, rotations.new_token(), "finishSecret"), None)
     with pytest.raises(EventError, match="not staged AWSPENDING"):
-        handler(driver.event(arn, token, "finishSecret"), None)
+        handler(rotations.event(arn, token, "finishSecret"), None)
     assert rotation.calls == [], "no hook ran"
-    stages = driver.stages(aws, arn)
+    stages = rotations.stages(aws, arn)
     assert "AWSCURRENT" in stages[current], "AWSCURRENT did not move"
     assert "AWSCURRENT" not in stages[pending]
 
@@ -127,6 +127,6 @@ def test_set_before_create_is_a_clear_error(aws: Any, rotation: Recording) -> No
 
     handler = RotationFunction(Reading(), client_factory=lambda endpoint: aws)
     arn = new_secret(aws)
-    token = driver.start_rotation(aws, arn)
+    token = rotations.start_rotation(aws, arn)
     with pytest.raises(EventError, match="createSecret has not run"):
-        handler(driver.event(arn, token, "setSecret"), None)
+        handler(rotations.event(arn, token, "setSecret"), None)

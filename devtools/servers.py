@@ -27,7 +27,7 @@ from ``ServerInfo``'s repr).
 When running as root (as on the CI machine), the server processes run as the
 ``postgres`` / ``mysql`` system users, which own the temporary directory.
 
-Read replicas (tests/support/replicas.py), started only when a test asks::
+Read replicas (devtools/replicas.py), started only when a test asks::
 
     standby = server.start_standby()          # PostgreSQL: pg_basebackup -R, hot standby
     standby.wait_replayed()                   # after a change on the primary
@@ -318,7 +318,7 @@ def _find_binary(name: str, *candidates: str) -> str:
 
 
 class _LocalCA:
-    """The throwaway CA of one server, as :func:`tests.support.tls.generate_server_tls` makes it,
+    """The throwaway CA of one server, as :func:`devtools.tls.generate_server_tls` makes it,
     except that its private key is kept in memory (never written) for as long as the server
     runs, so that a standby or replica gets its own certificate signed by the same CA: a
     client holding the primary's ``ca.pem`` verifies both."""
@@ -529,7 +529,7 @@ class PostgresServer(_Server):
     def start_standby(self, timeout: float = DEFAULT_START_TIMEOUT) -> PostgresStandby:
         """Start a physical streaming standby of this (running, throwaway) primary.
 
-        See :class:`tests.support.replicas.PostgresStandby`; it is stopped with this server
+        See :class:`devtools.replicas.PostgresStandby`; it is stopped with this server
         at the latest.
         """
         from .replicas import PostgresStandby
@@ -624,7 +624,7 @@ class PostgresServer(_Server):
             "max_connections": "50",
         }
         with open(os.path.join(datadir, "postgresql.conf"), "a", encoding="utf-8") as conf:
-            conf.write("\n# --- throwaway test server (tests/support/servers.py) ---\n")
+            conf.write("\n# --- throwaway test server (devtools/servers.py) ---\n")
             conf.writelines(f"{k} = {v}\n" for k, v in settings.items())
         with open(os.path.join(datadir, "pg_hba.conf"), "w", encoding="utf-8") as hba:
             hba.write(
@@ -783,7 +783,7 @@ class MariaDBServer(_Server):
     def start_replica(self, timeout: float = DEFAULT_START_TIMEOUT) -> MariaDBReplica:
         """Start a read-only replica of this (running, throwaway, ``replication=True``) server.
 
-        See :class:`tests.support.replicas.MariaDBReplica`; it is stopped with this server at
+        See :class:`devtools.replicas.MariaDBReplica`; it is stopped with this server at
         the latest.
         """
         from .replicas import MariaDBReplica

@@ -1,7 +1,7 @@
 """Read replicas of the throwaway test servers: a PostgreSQL streaming standby and a MariaDB replica.
 
 Both are started only when a test asks (``primary.start_standby()`` / ``primary.start_replica()``,
-or :func:`tests.support.servers.postgres_standby_of` / :func:`~tests.support.servers.mariadb_replica_of`),
+or :func:`devtools.servers.postgres_standby_of` / :func:`~devtools.servers.mariadb_replica_of`),
 and have the API of the servers they copy (``info``, ``connect``, ``admin_connect``, ``log_text``,
 ``stop``, ``directory``, ``pid``, context manager). Each has its own temporary directory, free port
 and server certificate, signed by the primary's CA: ``replica.info.ca_file`` and the primary's
@@ -249,7 +249,7 @@ class PostgresStandby(PostgresServer):
             "wal_receiver_status_interval": _pg_quote("1s"),
         }
         with open(os.path.join(datadir, "postgresql.conf"), "a", encoding="utf-8") as conf:
-            conf.write("\n# --- streaming standby (tests/support/replicas.py) ---\n")
+            conf.write("\n# --- streaming standby (devtools/replicas.py) ---\n")
             conf.writelines(f"{k} = {v}\n" for k, v in settings.items())
 
         for attempt in range(3):
