@@ -2,6 +2,7 @@
 #   make demo    a full rotation against a throwaway PostgreSQL and a local Secrets Manager
 #   make test    lint, types, `sam validate --lint`, checkov, then the whole test suite
 #   make bench   calls, connections, import time, wall time and memory of a rotation
+#   make sandbox throwaway PostgreSQL, MariaDB and a local Secrets Manager with ready secrets, until Ctrl-C
 SHELL := /bin/bash
 # Python 3.13 (scripts/python313.sh). Without it, every target but clean stops here with the
 # script's one message (not a second, confusing failure from venv or sam build later).
@@ -24,7 +25,7 @@ export SAM_CLI_TELEMETRY := 0
 # pip: quiet, and no warnings about this machine's optional local package folders
 PIP_QUIET := -q --disable-pip-version-check
 
-.PHONY: all venv sam-venv checkov-venv system-deps lint typecheck validate checkov unit test demo bench build clean
+.PHONY: all venv sam-venv checkov-venv system-deps lint typecheck validate checkov unit test demo sandbox bench build clean
 
 all: test
 
@@ -80,6 +81,10 @@ unit: venv
 
 demo: system-deps venv
 	$(PY) scripts/demo.py
+
+# Prints the environment to export and the `bin/rotate` commands to try (devtools/sandbox.py).
+sandbox: system-deps venv
+	@$(PY) -m devtools.sandbox
 
 bench: system-deps venv
 	$(PY) bench/bench.py
