@@ -27,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from devtools.servers import HOST, MariaDBServer, PostgresServer, mysql_native_password_hash
+from devtools.servers import HOST, MariaDBServer, PostgresServer, ServerStartError, mysql_native_password_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
@@ -188,6 +188,9 @@ def main() -> int:
             signal.pause()
     except KeyboardInterrupt:
         pass
+    except ServerStartError as exc:  # e.g. the server packages are missing: `make system-deps`
+        print(f"sandbox: a server did not start: {exc}", file=sys.stderr)
+        return 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
         if moto is not None:

@@ -175,3 +175,18 @@ def test_sandbox_serves_a_printed_rotation_and_stops_cleanly_on_ctrl_c() -> None
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def test_a_server_that_cannot_start_gets_one_line_and_exit_code_1() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TEST_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "devtools.sandbox"],
+        cwd=ROOT,
+        env={**env, "TEST_PG_BINDIR": "/nonexistent"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == "sandbox: a server did not start: TEST_PG_BINDIR='/nonexistent' has no initdb"
