@@ -67,11 +67,12 @@ typecheck: venv
 
 validate: sam-venv
 	$(SAM) validate --lint --region $(AWS_DEFAULT_REGION)
+	$(SAM) validate --lint --region $(AWS_DEFAULT_REGION) --template attach.yaml
 
 # Every check must pass, except those suppressed in template.yaml with the reason
 # (Metadata: checkov: skip). --skip-download: no call to Prisma Cloud for guidelines.
 checkov: checkov-venv
-	$(CHECKOV) --file template.yaml --framework cloudformation --skip-download --compact --quiet
+	$(CHECKOV) --file template.yaml --file attach.yaml --framework cloudformation --skip-download --compact --quiet
 
 test: system-deps venv sam-venv lint typecheck validate checkov
 	PATH="$(PY_BIN):$$PATH" $(PY) -m pytest

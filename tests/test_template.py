@@ -111,30 +111,17 @@ SECURITY_GROUPS = ["sg-0123456789abcdef0", "sg-0123456789abcdef1"]
 VPC = "vpc-0123456789abcdef0"
 LOGS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1b6a9c1e-1111-2222-3333-444455556666"
 TOPIC_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/2b6a9c1e-1111-2222-3333-444455556666"
-# Each function's attachment parameters: <Prefix>SecretArns, <Prefix>ScheduleExpression...
+# Each function's name prefix in the template's parameters and resources.
 PREFIXES = {
     "PostgresRotationFunction": "Postgres",
     "MySqlRotationFunction": "MySql",
     "RedshiftRotationFunction": "Redshift",
     "ApiKeyRotationFunction": "ApiKey",
 }
-SLOTS = 5  # secrets each function can be attached to by the stack itself: <Prefix>SecretArn1..5
-
-
-def secret_arns(prefix: str, count: int) -> list[str]:
-    """Full secret ARNs (with the six-character suffix), as the attachment parameters take them."""
-    return [
-        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/{prefix.lower()}/app{n}-Ab{n}dEf" for n in range(count)
-    ]
-
-
-def attach(prefix: str, arns: list[str], first_slot: int = 1) -> dict[str, str]:
-    """Parameter values that put the ARNs in consecutive slots of one function."""
-    return {f"{prefix}SecretArn{first_slot + n}": arn for n, arn in enumerate(arns)}
 
 
 # Parameter sets the policy checks run under: every optional statement off, then on (twice: the
-# topic's key created or given, failure events of the attached secrets or of all).
+# topic's key created or given, failure events of every secret or not).
 EVERYTHING = {
     "PostgresMasterSecretArns": ",".join(MASTER_ARNS),
     "MySqlMasterSecretArns": ",".join(MASTER_ARNS),
@@ -149,9 +136,7 @@ EVERYTHING = {
     "CreateSecretsManagerEndpoint": "true",
     "VpcId": VPC,
     "NotificationEmail": "oncall@example.com",
-    **{key: value for prefix in PREFIXES.values() for key, value in attach(prefix, secret_arns(prefix, SLOTS)).items()},
-    "PostgresRotationWindow": "3h",
-    "ApiKeyScheduleExpression": "cron(0 4 ? * SUN *)",
+    "RotationEventScope": "all-secrets",
 }
 SCENARIOS: dict[str, dict[str, str]] = {
     "defaults": {},
@@ -159,8 +144,7 @@ SCENARIOS: dict[str, dict[str, str]] = {
     "everything-own-key-all-secrets": {
         **EVERYTHING,
         "NotificationKmsKeyArn": TOPIC_KEY,
-        "RotationEventScope": "all-secrets",
-        **dict.fromkeys(attach("MySql", secret_arns("MySql", SLOTS)), ""),
+        "RotationEventScope": "attached-secrets",
     },
 }
 
@@ -176,8 +160,8 @@ class _CloudFormationLoader(yaml.SafeLoader):
 _CloudFormationLoader.add_multi_constructor("!", intrinsics_multi_constructor)
 
 
-def load_template() -> dict[str, Any]:
-    loader = _CloudFormationLoader(TEMPLATE_PATH.read_text(encoding="utf-8"))
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    loader = _CloudFormationLoader(path.read_text(encoding="utf-8"))
     try:
         template: dict[str, Any] = loader.get_single_data()
     finally:
@@ -626,12 +610,6 @@ def test_parameters_defaults_match_aws(sam_template: dict[str, Any]) -> None:
     assert parameters["RotationEventScope"]["Default"] == "attached-secrets"
     for name in ("VpcId", "NotificationEmail", "NotificationKmsKeyArn", "LogsKmsKeyArn"):
         assert parameters[name]["Default"] == "", name
-    for prefix in PREFIXES.values():
-        for slot in range(1, SLOTS + 1):
-            assert parameters[f"{prefix}SecretArn{slot}"]["Default"] == ""
-        assert parameters[f"{prefix}ScheduleExpression"]["Default"] == "rate(30 days)"
-        assert parameters[f"{prefix}RotationWindow"]["Default"] == ""
-        assert parameters[f"{prefix}RotateImmediately"]["Default"] == "true"
 
 
 def test_every_parameter_is_in_the_console_groups(sam_template: dict[str, Any]) -> None:
@@ -641,9 +619,9 @@ def test_every_parameter_is_in_the_console_groups(sam_template: dict[str, Any]) 
 
 
 def test_defaults_deploy_the_functions_alarms_and_topic_and_attach_nothing(cfn_template: dict[str, Any]) -> None:
-    """Attaching no secret is valid: only the optional resources are left out by default."""
+    """Only the optional resources are left out by default; secrets are attached by attach.yaml."""
+    assert Stack(cfn_template, {}).of_type("AWS::SecretsManager::RotationSchedule") == {}
     optional = {
-        *(f"{prefix}RotationSchedule{n}" for prefix in PREFIXES.values() for n in range(1, SLOTS + 1)),
         "RotationEventRule",
         "NotificationEmailSubscription",
         "SecretsManagerEndpoint",
@@ -1268,154 +1246,6 @@ def test_optional_grants_follow_their_parameter(
 
 
 # --------------------------------------------------------------------------
-# Attaching existing secrets
-
-
-def schedules_of(stack: Stack, function_id: str) -> list[dict[str, Any]]:
-    return [
-        schedule
-        for schedule in stack.of_type("AWS::SecretsManager::RotationSchedule").values()
-        if schedule["Properties"]["RotationLambdaARN"] == f"{{GetAtt:{function_id}.Arn}}"
-    ]
-
-
-@pytest.mark.parametrize("function_id", sorted(PREFIXES))
-@pytest.mark.parametrize(("count", "first_slot"), [*((n, 1) for n in range(SLOTS + 1)), (1, 3), (2, 4)])
-def test_one_rotation_schedule_per_attached_secret(
-    cfn_template: dict[str, Any], function_id: str, count: int, first_slot: int
-) -> None:
-    prefix = PREFIXES[function_id]
-    arns = secret_arns(prefix, count)
-    stack = Stack(cfn_template, attach(prefix, arns, first_slot))
-    schedules = schedules_of(stack, function_id)
-    assert [s["Properties"]["SecretId"] for s in schedules] == arns
-    for schedule in schedules:
-        # The invoke permission first: RotateSecret checks that Secrets Manager may invoke the function.
-        assert schedule["DependsOn"] == f"{function_id}InvokePermission"
-        assert schedule["Properties"] == {
-            "SecretId": schedule["Properties"]["SecretId"],
-            "RotationLambdaARN": f"{{GetAtt:{function_id}.Arn}}",
-            "RotateImmediatelyOnUpdate": "true",
-            "RotationRules": {"ScheduleExpression": "rate(30 days)"},
-        }
-    # No other function is attached to these secrets.
-    others = [s for s in stack.of_type("AWS::SecretsManager::RotationSchedule").values() if s not in schedules]
-    assert others == []
-
-
-def test_schedule_window_and_immediacy_follow_the_parameters(cfn_template: dict[str, Any]) -> None:
-    arns = secret_arns("Redshift", 2)
-    stack = Stack(
-        cfn_template,
-        {
-            **attach("Redshift", arns),
-            "RedshiftScheduleExpression": "cron(0 2 ? * SAT *)",
-            "RedshiftRotationWindow": "4h",
-            "RedshiftRotateImmediately": "false",
-        },
-    )
-    for schedule in schedules_of(stack, "RedshiftRotationFunction"):
-        assert schedule["Properties"]["RotationRules"] == {
-            "ScheduleExpression": "cron(0 2 ? * SAT *)",
-            "Duration": "4h",
-        }
-        assert schedule["Properties"]["RotateImmediatelyOnUpdate"] == "false"
-
-
-def test_the_rotated_secrets_are_reachable_through_the_rotation_condition(stack: Stack) -> None:
-    """An attached secret names the function as its rotation function: the role's conditioned grant covers it."""
-    for function_id, function in functions_of(stack).items():
-        own = function_arn(function["Properties"]["FunctionName"])
-        for schedule in schedules_of(stack, function_id):
-            assert schedule["Properties"]["RotationLambdaARN"] == f"{{GetAtt:{function_id}.Arn}}"
-            arn = schedule["Properties"]["SecretId"]
-            role_id, _ = role_of(stack, function)
-            covering = [
-                s
-                for s in statements_of(stack, role_id)
-                if any(fnmatch.fnmatchcase(arn, r) for r in as_list(s["Resource"]))
-                and s.get("Condition", {}).get("StringEquals", {}).get(ROTATION_CONDITION_KEY) == own
-            ]
-            assert len(covering) == 1, (function_id, arn)
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        ",".join(secret_arns("Postgres", 2)),  # one secret per slot
-        f" {secret_arns('Postgres', 1)[0]}",  # a space
-        f"{secret_arns('Postgres', 1)[0]},",
-        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:rds!cluster-0123-AbCdEf",  # RDS rotates it itself
-        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/app",  # partial ARN, no suffix
-        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/app-??????",  # a wildcard
-        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:*",
-        "prod/app",  # a name
-    ],
-)
-def test_attached_secrets_must_be_full_arns(cfn_template: dict[str, Any], value: str) -> None:
-    for prefix in PREFIXES.values():
-        for slot in range(1, SLOTS + 1):
-            with pytest.raises(ParameterRejected):
-                Stack(cfn_template, {f"{prefix}SecretArn{slot}": value})
-
-
-def test_each_slot_reads_its_own_parameter(sam_template: dict[str, Any]) -> None:
-    """No slot depends on another: clearing or changing one never touches the other secrets' schedules
-    (CloudFormation replaces a schedule whose SecretId changes, and turns that secret's rotation off)."""
-    resources = sam_template["Resources"]
-    for function_id, prefix in PREFIXES.items():
-        for slot in range(1, SLOTS + 1):
-            schedule = resources[f"{prefix}RotationSchedule{slot}"]
-            assert schedule["Properties"]["SecretId"] == {"Ref": f"{prefix}SecretArn{slot}"}
-            assert schedule["Condition"] == f"Has{prefix}Secret{slot}"
-            assert sam_template["Conditions"][f"Has{prefix}Secret{slot}"] == {
-                "Fn::Not": [{"Fn::Equals": [{"Ref": f"{prefix}SecretArn{slot}"}, ""]}]
-            }
-            assert schedule["Properties"]["RotationLambdaARN"] == {"Fn::GetAtt": [function_id, "Arn"]}
-
-
-SCHEDULES_ACCEPTED = [
-    "rate(4 hours)",
-    "rate(23 hours)",
-    "rate(1 day)",
-    "rate(30 days)",
-    "rate(999 days)",
-    "cron(0 3 ? * SUN *)",
-    "cron(0 4/12 * * ? *)",
-    "cron(0 0 1 * ? *)",
-]
-SCHEDULES_REFUSED = [
-    "",
-    "rate(0 days)",
-    "rate(30 minutes)",
-    "rate(1000 days)",
-    "rate(30days)",
-    "cron(15 3 ? * SUN *)",  # minutes must be 0
-    "cron(0 3 ? * SUN 2027)",  # year must be *
-    "cron(0 3 * *)",
-    "30 days",
-]
-
-
-def test_schedule_pattern_agrees_with_the_services_rules(sam_template: dict[str, Any]) -> None:
-    """The pattern is a coarse filter: what it refuses, the service refuses too (rotation_cli.schedule)."""
-    from rotation_cli.schedule import ScheduleError, validate
-
-    for prefix in PREFIXES.values():
-        pattern = sam_template["Parameters"][f"{prefix}ScheduleExpression"]["AllowedPattern"]
-        for expression in SCHEDULES_ACCEPTED:
-            assert re.fullmatch(pattern, expression), expression
-            validate(expression)
-        for expression in SCHEDULES_REFUSED:
-            assert not re.fullmatch(pattern, expression), expression
-            with pytest.raises(ScheduleError):
-                validate(expression)
-        window = sam_template["Parameters"][f"{prefix}RotationWindow"]["AllowedPattern"]
-        assert [w for w in ("", "1h", "3h", "24h") if re.fullmatch(window, w)] == ["", "1h", "3h", "24h"]
-        assert not [w for w in ("0h", "25h", "3", "3 h", "90m") if re.fullmatch(window, w)]
-
-
-# --------------------------------------------------------------------------
 # Alarms, failed-rotation events, the notification topic
 
 
@@ -1499,18 +1329,18 @@ def test_topic_policy_lets_only_this_stacks_alarms_and_rule_publish(stack: Stack
             },
         }
     ]
-    expected.extend(
+    # This stack's rule and the attach stacks' rules (attach.yaml): rules of this account and Region only.
+    expected.append(
         {
             "Effect": "Allow",
             "Principal": {"Service": "events.amazonaws.com"},
             "Action": "sns:Publish",
             "Resource": topic,
             "Condition": {
-                "ArnEquals": {"aws:SourceArn": f"{{GetAtt:{rule_id}.Arn}}"},
+                "ArnLike": {"aws:SourceArn": f"arn:{PARTITION}:events:{REGION}:{ACCOUNT}:rule/*"},
                 "StringEquals": {"aws:SourceAccount": ACCOUNT},
             },
         }
-        for rule_id in stack.of_type("AWS::Events::Rule")
     )
     expected.append(
         {
@@ -1576,28 +1406,14 @@ ROTATION_EVENTS = {
 }
 
 
-def test_failed_rotation_events_of_the_attached_secrets_reach_the_topic(cfn_template: dict[str, Any]) -> None:
-    assert Stack(cfn_template, {}).of_type("AWS::Events::Rule") == {}, "no attached secret, no rule"
-    every = {
-        key: value for prefix in PREFIXES.values() for key, value in attach(prefix, secret_arns(prefix, SLOTS)).items()
-    }
-    cases = [
-        {**attach("Postgres", secret_arns("Postgres", 2)), **attach("ApiKey", secret_arns("ApiKey", SLOTS))},
-        every,
-        attach("Redshift", secret_arns("Redshift", 1), first_slot=SLOTS),  # any slot makes the rule
-    ]
-    for parameters in cases:
-        stack = Stack(cfn_template, parameters)
-        ((_, rule),) = stack.of_type("AWS::Events::Rule").items()
-        pattern = copy.deepcopy(ROTATION_EVENTS)
-        # Where Secrets Manager puts the secret's full ARN in these events.
-        pattern["detail"]["additionalEventData"] = {"SecretId": [parameters[key] for key in every if key in parameters]}
-        assert rule["Properties"]["EventPattern"] == pattern, parameters
-        assert rule["Properties"]["Targets"] == [{"Id": "notification-topic", "Arn": f"{{Ref:{topic_id(stack)}}}"}]
-        assert rule["Properties"].get("State", "ENABLED") == "ENABLED"
+def test_failed_rotation_events_of_every_secret_reach_the_topic_on_request(cfn_template: dict[str, Any]) -> None:
+    """attached-secrets (the default): the attach stacks' rules forward their secrets' events (attach.yaml)."""
+    assert Stack(cfn_template, {}).of_type("AWS::Events::Rule") == {}
     everyone = Stack(cfn_template, {"RotationEventScope": "all-secrets"})
     ((_, rule),) = everyone.of_type("AWS::Events::Rule").items()
     assert rule["Properties"]["EventPattern"] == ROTATION_EVENTS
+    assert rule["Properties"]["Targets"] == [{"Id": "notification-topic", "Arn": f"{{Ref:{topic_id(everyone)}}}"}]
+    assert rule["Properties"].get("State", "ENABLED") == "ENABLED"
 
 
 # --------------------------------------------------------------------------
