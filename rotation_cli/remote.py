@@ -255,7 +255,18 @@ def start(aws: Aws, secret_id: str, listen: Listener = _quiet) -> RemoteOutcome:
     if aws.emulator:
         lift_pending_from_current(client, arn, versions)
         kwargs["RotationLambdaARN"] = function_arn  # without it, moto moves AWSCURRENT to the empty version
-    client.rotate_secret(**kwargs)
+    try:
+        client.rotate_secret(**kwargs)
+    except client.exceptions.ResourceNotFoundException:
+        # The secret exists (described above): what is missing is its rotation function. An
+        # emulator may have staged the new version AWSPENDING before looking for the function:
+        # take that label off again, so that nothing is left changed.
+        if PENDING in stages(client, arn).get(token, []):
+            client.update_secret_version_stage(SecretId=arn, VersionStage=PENDING, RemoveFromVersionId=token)
+        raise DriverError(
+            f"the secret's rotation function {function_arn} does not exist: attach a deployed one "
+            "(`attach SECRET --function ARN --schedule EXPR`); nothing was changed"
+        ) from None
     outcome.token = token
     outcome.started = f"RotateSecret accepted: Secrets Manager invokes {function_arn} for version {token}"
     listen("started", {"token": token, "text": outcome.started})

@@ -7,16 +7,15 @@ The attach stack is checked with the same small CloudFormation as template.yaml
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cfnlint.api import ManualArgs, lint
 
+from tests.support.sam import NO_CREDENTIALS, sam_without_credentials
 from tests.test_template import (
     ACCOUNT,
     PROJECT_ROOT,
@@ -187,30 +186,9 @@ FIRST_DECISIONS = [
 def guided_questions(template: Path, tmp_path: Path, answers: tuple[str, ...] = ()) -> list[str]:
     """Run `sam deploy --guided` on a copy of the template, giving the answers, then Enter to every
     question, with no AWS credentials: it asks everything, then stops at its first AWS call."""
-    sam = PROJECT_ROOT / ".venv-sam" / "bin" / "sam"
-    if not sam.exists():
-        pytest.skip("the SAM CLI is installed by `make test` (.venv-sam)")
     shutil.copy(template, tmp_path / "template.yaml")
-    shutil.copy(PROJECT_ROOT / "samconfig.toml", tmp_path / "samconfig.toml")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        SAM_CLI_TELEMETRY="0",
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
-        AWS_CONFIG_FILE=str(tmp_path / "none"),
-        AWS_EC2_METADATA_DISABLED="true",
-        HOME=str(tmp_path),
-    )
-    done = subprocess.run(
-        [str(sam), "deploy", "--guided"],
-        input="".join(f"{a}\n" for a in answers) + "\n" * 200,
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert "Unable to locate credentials" in done.stdout + done.stderr, done.stdout + done.stderr
+    done = sam_without_credentials(["deploy", "--guided"], tmp_path, "".join(f"{a}\n" for a in answers) + "\n" * 200)
+    assert NO_CREDENTIALS in done.stdout + done.stderr, done.stdout + done.stderr
     prompts = re.findall(r"(?:Parameter ([A-Za-z0-9]+)|(" + "|".join(SAM_QUESTIONS) + r"))(?: \[|: )", done.stdout)
     return [parameter or question for parameter, question in prompts]
 
