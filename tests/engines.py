@@ -211,13 +211,15 @@ class MySQLHarness(DatabaseHarness):
         self.server = server
         self.info = server.info
         self.module = functions.load("mysql")
-        # The engine's mysql_native_password hashes join the secrets the log scan looks for.
-        hash_password = self.module.native_password_hash
+        # The engine's mysql_native_password hashes join the secrets the log scan looks for
+        # (every module of the function calls it as mysql_statements.native_password_hash).
+        statements = self.module.sql
+        hash_password = statements.native_password_hash
 
         def remembering(password: Any) -> str:
             return leaks.remember(hash_password(password), "hash")
 
-        self.module.native_password_hash = remembering
+        statements.native_password_hash = remembering
         # An RDS-like master: the privileges above, not ALL.
         self.master_user = unique("rotation_master")
         self.master_password = new_password()
@@ -269,7 +271,8 @@ class MySQLHarness(DatabaseHarness):
     def fault_points(self, handler: RotationFunction) -> list[tuple[object, str]]:
         # Copying the user to its clone is many auto-committed statements: a fault after
         # each one proves that a copy interrupted halfway converges.
-        return [*super().fault_points(handler), (self.module, "_execute")]
+        # Every statement of the function goes through mysql_statements.execute.
+        return [*super().fault_points(handler), (self.module.sql, "execute")]
 
 
 def redshift_md5(password: str, username: str) -> str:

@@ -379,7 +379,7 @@ def test_a_copy_interrupted_after_any_statement_converges(
     the same token, ends with a clone that has every live grant, and AWSCURRENT logs in
     throughout."""
     monkeypatch.setenv("SKIP_UNGRANTABLE_PRIVILEGES", "SHUTDOWN")
-    original_execute = my.module._execute
+    original_execute = my.module.sql.execute
     armed = {"at": 0, "count": 0}
 
     def execute(*args: Any, **kwargs: Any) -> None:
@@ -388,7 +388,7 @@ def test_a_copy_interrupted_after_any_statement_converges(
         if armed["count"] == armed["at"]:
             raise InjectedFault(f"fault after statement {armed['count']}")
 
-    monkeypatch.setattr(my.module, "_execute", execute)
+    monkeypatch.setattr(my.module.sql, "execute", execute)
     writes = 0
     for n in range(1, 200):
         case = RotationCase(my, sm, "alternating-users")
@@ -471,7 +471,7 @@ def test_error_messages_mask_the_password_and_its_hash(my: MySQLHarness) -> None
     password = new_password()
     hashed = mysql_native_password_hash(password)
     error = pymysql.err.ProgrammingError(1064, f"syntax error near '{password}' and '{hashed}' at line 1")
-    text = my.module._cause(error, Sensitive(password))
+    text = my.module.sql.server_cause(error, Sensitive(password))
     assert password not in text and hashed not in text
     # A statement that carried a password: the server's code only, never its text.
     assert text == "error 1064"

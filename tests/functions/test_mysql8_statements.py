@@ -423,7 +423,7 @@ def test_a_server_that_defaults_to_native_keeps_the_clone_on_it(connect: Any, ve
     engine.sync_clone(conn, USER, CLONE, password)
     assert server.writes()[0] == (
         "CREATE USER %s@%s IDENTIFIED WITH mysql_native_password AS %s",
-        (CLONE, HOST, app.native_password_hash(password)),
+        (CLONE, HOST, app.sql.native_password_hash(password)),
     )
 
 

@@ -15,6 +15,9 @@ def load(engine: str) -> ModuleType:
     if name in sys.modules:
         return sys.modules[name]
     path = ROOT / "functions" / engine / "app.py"
+    # Lambda puts the function's own folder on the path (/var/task): its helper modules import.
+    if str(path.parent) not in sys.path:
+        sys.path.append(str(path.parent))
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
