@@ -84,7 +84,7 @@ def _inline_commands(path: Path, text: str) -> list[Shown]:
     shown = []
     for match in re.finditer(r"`([^`\n]+)`", prose):
         span = _placeholders(match.group(1).strip())
-        if PROGRAMS.match(span) and not span.startswith(("aws:", "aws/", "aws-")):
+        if PROGRAMS.match(span) and " " in span and not span.startswith(("aws:", "aws/", "aws-")):
             line = prose[: match.start()].count("\n") + 1
             shown.append(Shown(f"{path.name}:{line}", span, block=False))
     return shown
@@ -132,7 +132,7 @@ def _read_by_the_build(variable: str) -> bool:
 @pytest.mark.parametrize("shown", [s for s in documented() if program_of(s)[1] == "make"], ids=str)
 def test_make_commands_exist_and_are_accepted(shown: Shown) -> None:
     env, _, words = program_of(shown)
-    targets = [w for w in words if "=" not in w]
+    targets = [w for w in words if "=" not in w and not w.startswith("-")] or ["all"]  # `make -n`: the default
     variables = dict(w.split("=", 1) for w in words if "=" in w)
     assert targets and set(targets) <= _make_targets(), f"{shown}: no such make target"
     for variable in [*env, *variables]:
