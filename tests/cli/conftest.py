@@ -130,10 +130,10 @@ MakeFunction = Callable[..., str]
 
 @pytest.fixture
 def make_function(lambda_client: Any, lambda_role: str) -> MakeFunction:
-    """make_function(permission=True, source_account=None) -> a function ARN in moto."""
+    """make_function(permission=True, source_account=None, name=None) -> a function ARN in moto."""
 
-    def make(*, permission: bool = True, source_account: str | None = None) -> str:
-        name = unique("rotation-fn")
+    def make(*, permission: bool = True, source_account: str | None = None, name: str | None = None) -> str:
+        name = name or unique("rotation-fn")
         arn = lambda_client.create_function(
             FunctionName=name,
             Runtime="python3.13",

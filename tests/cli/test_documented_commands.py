@@ -334,25 +334,9 @@ def _with_values(words: list[str], values: dict[str, str]) -> list[str]:
 
 
 @pytest.fixture
-def documented_function(lambda_client: Any, lambda_role: str) -> str:
+def documented_function(make_function: Any) -> str:
     """The function docs/rotate.md attaches, as the stack names it, held by moto."""
-    from tests.cli.conftest import _zip
-
-    name = "secrets-manager-rotation-postgres"
-    arn = lambda_client.create_function(
-        FunctionName=name,
-        Runtime="python3.13",
-        Role=lambda_role,
-        Handler="app.lambda_handler",
-        Code={"ZipFile": _zip()},
-    )["FunctionArn"]
-    lambda_client.add_permission(
-        FunctionName=name,
-        StatementId="SecretsManagerAccess",
-        Action="lambda:InvokeFunction",
-        Principal="secretsmanager.amazonaws.com",
-    )
-    return str(arn)
+    return str(make_function(name="secrets-manager-rotation-postgres"))
 
 
 def test_every_documented_rotate_command_runs_as_shown(
