@@ -93,7 +93,10 @@ def function_to_read(entry: Mapping[str, Any], region: str, policy: Policy) -> s
 
 def needs_replication(entry: Mapping[str, Any], region: str, policy: Policy) -> bool:
     return (
-        _audited(entry, region) and policy.wants_replication and any(policy.runs(check) for check in REPLICATION_CHECKS)
+        _audited(entry, region)
+        and not entry.get("OwningService")
+        and policy.wants_replication
+        and any(policy.runs(check) for check in REPLICATION_CHECKS)
     )
 
 
@@ -125,7 +128,7 @@ class _Findings:
         return " ".join([*words, "--region", self.region])
 
 
-def _tags(entry: Mapping[str, Any]) -> dict[str, str]:
+def _tag_values(entry: Mapping[str, Any]) -> dict[str, str]:
     return {str(t.get("Key")): str(t.get("Value", "")) for t in entry.get("Tags") or [] if isinstance(t, Mapping)}
 
 
@@ -180,7 +183,7 @@ def _function(out: _Findings, entry: Mapping[str, Any], facts: FunctionFacts) ->
             "let the auditing role call lambda:GetPolicy",
         )
     tag = out.policy.engine_tag
-    wanted = family_of(_tags(entry).get(tag))
+    wanted = family_of(_tag_values(entry).get(tag))
     if facts.exists and facts.engine and wanted and wanted != facts.engine:
         out.add(
             "rotation-function-wrong-kind",
@@ -260,8 +263,8 @@ def _max_age(
     if enabled and interval is not None and interval > limit:
         out.add(
             "schedule-exceeds-max-age",
-            f"rotates every {_count(interval)} ({schedule.describe(rules)}), longer than the maximum age of "
-            f"{_count(limit)}",
+            f"its schedule ({schedule.describe(rules)}) allows {_count(interval)} between rotations, more than the "
+            f"maximum age of {_count(limit)}",
             out.cli(
                 f"bin/rotate attach {out.name} --function {entry.get('RotationLambdaARN') or 'FUNCTION_ARN'} "
                 f"--schedule 'rate({int(limit)} days)' --no-rotate-now"
@@ -372,8 +375,8 @@ def _replication(out: _Findings, fetched: Fetched) -> None:
         )
 
 
-def _tags_and_name(out: _Findings, entry: Mapping[str, Any]) -> None:
-    keys = {key for key in _tags(entry) if not key.startswith("aws:")}
+def _tags(out: _Findings, entry: Mapping[str, Any]) -> None:
+    keys = {key for key in _tag_values(entry) if not key.startswith("aws:")}
     required = out.policy.require_tags
     tag = out.cli(f"aws secretsmanager tag-resource --secret-id {out.name} --tags")
     if required:
@@ -386,6 +389,9 @@ def _tags_and_name(out: _Findings, entry: Mapping[str, Any]) -> None:
             )
     elif not keys:
         out.add("missing-tags", "no tags", tag.replace(" --tags", " --tags Key=owner,Value=TEAM"))
+
+
+def _name(out: _Findings) -> None:
     pattern = out.policy.name_pattern
     if pattern is not None and not out.policy.matches_name(out.name):
         out.add(
@@ -413,6 +419,7 @@ def evaluate(
         return out.found
     owner = entry.get("OwningService")
     if owner:
+        # Its name, rotation and replication are the owning service's to decide.
         out.add(
             "managed-by-service",
             f"managed by {owner}: it rotates by that service's rules",
@@ -423,6 +430,9 @@ def evaluate(
     _unused(out, entry, now)
     _key(out, entry)
     _resource_policy(out, fetched)
-    _replication(out, fetched)
-    _tags_and_name(out, entry)
+    if not owner:
+        _replication(out, fetched)
+    _tags(out, entry)
+    if not owner:
+        _name(out)
     return out.found

@@ -75,6 +75,12 @@ class Report:
         counted = Counter(f.check for f in self.findings)
         return {check: counted.get(check, 0) for check in CHECKS}
 
+    @property
+    def clean(self) -> int:
+        """Secrets without any finding."""
+        flagged = {(f.account, f.region, f.arn) for f in self.findings}
+        return self.secrets - len(flagged)
+
     def summary(self) -> dict[str, Any]:
         accounts = sorted({r.account or r.label or "?" for r in self.results if not r.error})
         calls = self.calls
@@ -85,6 +91,7 @@ class Report:
             "managed_by_service": sum(r.managed for r in self.results),
             "replicas": sum(r.replicas for r in self.results),
             "scheduled_for_deletion": sum(r.deleted for r in self.results),
+            "without_findings": self.clean,
             "findings": {severity.label: count for severity, count in self.counts().items()},
             "by_check": self.by_check(),
             "api_calls": dict(sorted(calls.items())),
@@ -102,6 +109,7 @@ class Report:
         extras = [
             f"{n} {what}"
             for n, what in (
+                (self.clean, "without findings"),
                 (sum(r.managed for r in self.results), "managed by another service"),
                 (sum(r.replicas for r in self.results), "replicas"),
                 (sum(r.deleted for r in self.results), "scheduled for deletion"),
@@ -128,8 +136,12 @@ def table(findings: list[Finding]) -> list[str]:
     if not findings:
         return ["no findings"]
     accounts = len({f.account for f in findings}) > 1
-    rows = [([f.check, f.name, *([f.account] if accounts else []), f.region, f.reason], f) for f in findings]
-    header = ["CHECK", "SECRET", *(["ACCOUNT"] if accounts else []), "REGION", "REASON"]
+    regions = len({f.region for f in findings}) > 1
+    rows = [
+        ([f.check, f.name, *([f.account] if accounts else []), *([f.region] if regions else []), f.reason], f)
+        for f in findings
+    ]
+    header = ["CHECK", "SECRET", *(["ACCOUNT"] if accounts else []), *(["REGION"] if regions else []), "REASON"]
     widths = [max(len(header[i]), *(len(cells[i]) for cells, _ in rows)) for i in range(len(header) - 1)]
 
     def line(cells: list[str]) -> str:
