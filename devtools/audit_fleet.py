@@ -63,10 +63,14 @@ def backdate(
     rotated_days: float | None = None,
     next_rotation_days: float | None = None,
     accessed_days: float | None = None,
+    no_next_rotation: bool = False,
 ) -> None:
-    """Move a secret's dates into the past (days ago; next_rotation_days: days from now, negative in the past)."""
+    """Move a secret's dates into the past (days ago; next_rotation_days: days from now, negative
+    in the past; no_next_rotation: the API gives no NextRotationDate)."""
     secret = moto_secret(account, region, name)
     now = time.time()
+    if no_next_rotation:
+        secret.next_rotation_date = None
     if created_days is not None:
         secret.created_date = int(now - created_days * DAY)
     if rotated_days is not None:
@@ -235,7 +239,7 @@ class Fleet:
 
 # -- the documented sample -----------------------------------------------------------------
 GOOD = {"app": "billing", "owner": "payments"}
-KEY = f"arn:aws:kms:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:key/0b6a9c1e-1111-2222-3333-444455556666"
+KEY = "arn:aws:kms:us-east-1:111122223333:key/0b6a9c1e-1111-2222-3333-444455556666"
 
 
 def build_sample(fleet: Fleet) -> list[str]:
@@ -314,14 +318,14 @@ def build_sample(fleet: Fleet) -> list[str]:
     return options
 
 
-def sample_report(endpoint: str) -> tuple[str, list[str]]:
+def sample_report(endpoint: str, account: str = SAMPLE_ACCOUNT) -> tuple[str, list[str]]:
     """The sample audit's output (what docs/audit.md shows), and the command that printed it."""
     from rotation_cli.cli import main
 
     saved = os.environ.get("MOTO_ACCOUNT_ID")
-    os.environ["MOTO_ACCOUNT_ID"] = SAMPLE_ACCOUNT
+    os.environ["MOTO_ACCOUNT_ID"] = account
     try:
-        options = build_sample(Fleet(endpoint, SAMPLE_ACCOUNT))
+        options = build_sample(Fleet(endpoint, account))
         argv = ["audit", "--region", SAMPLE_REGION, *options]
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stderr(err):
@@ -343,12 +347,18 @@ def sample_block(output: str, command: list[str]) -> str:
     )
 
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_CHANGING = (
+    (re.compile(r"\b\d{4}-\d{2}-\d{2}\b"), "YYYY-MM-DD"),
+    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"), "VERSION-ID"),
+    (re.compile(r"\b\d{12}\b"), "ACCOUNT"),
+)
 
 
 def comparable(text: str) -> str:
-    """The sample without what changes from day to day (dates)."""
-    return _DATE.sub("YYYY-MM-DD", text)
+    """The sample without what changes from run to run: dates, version ids, account ids."""
+    for pattern, replacement in _CHANGING:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def document_block(path: Path) -> str:
