@@ -1,7 +1,7 @@
 """`make bench-audit` (part of `make bench`): the fleet audit over 10,000 secrets in moto.
 
 The parent starts moto's server and fills one account and Region with a fleet: every secret
-made with CreateSecret (through the API, 16 at a time), then, on moto's model in this process
+made with CreateSecret (through the API), then, on moto's model in this process
 because moto cannot date things in the past or be fast enough at this size through its API,
 a realistic mix: rotation on 70% of them across 10 rotation functions, a few unfinished or
 failed rotations, resource policies on 5% (public or shared with another account), tags on
@@ -31,7 +31,6 @@ import socket
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +95,8 @@ def build_fleet(endpoint: str, count: int) -> None:
         tags = [{"Key": "app", "Value": f"app{n % 50}"}] if n % 10 else []
         sm.create_secret(Name=f"fleet/{n // 1000:02d}/secret-{n:05d}", SecretString='{"key": "placeholder"}', Tags=tags)
 
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(create, range(count)))
+    for n in range(count):  # one at a time: moto's store is not safe for concurrent writes
+        create(n)
     fleet = Fleet(endpoint, ACCOUNT)
     functions = [fleet.function(f"rotation-{n}", engine="postgres") for n in range(FUNCTIONS)]
     remember_last_access()
