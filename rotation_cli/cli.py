@@ -291,14 +291,16 @@ def build_parser() -> argparse.ArgumentParser:
     invoke_parser.add_argument("-e", "--event", required=True, metavar="FILE", help="the event file (JSON), as for sam")
     invoke_parser.set_defaults(run=invoke.run)
 
-    _add_audit(commands, aws_options)
+    _add_audit(commands)
     return parser
 
 
-def _add_audit(commands: Any, aws_options: argparse.ArgumentParser) -> None:
+def _add_audit(commands: Any) -> None:
     audit_parser = commands.add_parser(
         "audit",
-        parents=[aws_options],
+        # A parent of its own: "resolve" takes --region from the parent's action, which other
+        # commands' parsers share.
+        parents=[_aws_options()],
         conflict_handler="resolve",  # --region is repeatable here
         help="audit every secret of Regions and accounts: rotation, access, keys, tags, replicas",
         description="Check every secret against a policy (never reading a value): rotation enabled, working and "

@@ -310,3 +310,17 @@ def test_never_reads_a_value(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> N
     fleet.rotate("app/open", fleet.function("fn", engine="postgres"))
     result = run_cli("audit", "--check-replicas", "--max-age", "1d", "--require-cmk", "--json")
     assert result.code == 1 and result.doc is not None and result.doc["findings"]
+
+
+def test_the_repeatable_region_of_audit_leaves_the_other_commands_alone() -> None:
+    """audit takes --region from a parent of its own: argparse's "resolve" edits the action
+    it replaces, which the other commands' parsers share."""
+    from rotation_cli.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["status", "app/x", "--region", "eu-west-1"]).region == "eu-west-1"
+    assert parser.parse_args(["audit", "--region", "eu-west-1", "--region", "us-east-1"]).region == [
+        "eu-west-1",
+        "us-east-1",
+    ]
+    assert parser.parse_args(["audit"]).region == []
