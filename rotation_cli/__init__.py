@@ -11,8 +11,9 @@ version ids, staging labels, dates and user names at most.
 
 from __future__ import annotations
 
-from rotation_cli.paths import ensure_layers_on_path
+from rotation_cli.paths import ensure_audit_on_path, ensure_layers_on_path
 
 ensure_layers_on_path()
+ensure_audit_on_path()
 
-__all__ = ["ensure_layers_on_path"]
+__all__ = ["ensure_audit_on_path", "ensure_layers_on_path"]

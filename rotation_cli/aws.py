@@ -19,12 +19,13 @@ SECRETS_MANAGER_ENDPOINT, and for every other service the commands call.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from rotation_cli.errors import UsageError
@@ -55,7 +56,7 @@ NO_CREDENTIALS = (
     "an emulator accepts any values"
 )
 #: The services the commands call, and the functions they run (database look-ups).
-SERVICES = ("secretsmanager", "lambda", "logs", "rds", "redshift", "redshift-serverless")
+SERVICES = ("secretsmanager", "lambda", "logs", "rds", "redshift", "redshift-serverless", "sts", "ec2")
 
 
 @functools.cache
@@ -169,6 +170,9 @@ class Aws:
     #: the region of the secret's ARN, used when neither --region nor the environment names one
     fallback_region: str | None = None
     endpoint_source: str | None = None
+    #: botocore's retry mode and attempts (the audit uses "adaptive", which also slows down on throttling)
+    retry_mode: Literal["standard", "adaptive"] = "standard"
+    max_attempts: int = 3
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
     _session: Any = field(default=None, repr=False)
 
@@ -247,7 +251,11 @@ class Aws:
         if service not in self._clients:
             from botocore.config import Config
 
-            config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
+            config = Config(
+                retries={"mode": self.retry_mode, "max_attempts": self.max_attempts},
+                connect_timeout=5,
+                read_timeout=30,
+            )
             client = self.session.client(service, endpoint_url=self._endpoint_for(service), config=config)
             # Whatever boto3 chose (a profile's endpoint_url too) obeys the same rule.
             source = (
@@ -258,6 +266,14 @@ class Aws:
             check_endpoint(str(client.meta.endpoint_url), source)
             self._clients[service] = client
         return self._clients[service]
+
+    def elsewhere(self, region: str, session: Any = None) -> Aws:
+        """The same endpoint and options in another Region, or with another session (a role
+        assumed in another account): new clients, this object unchanged."""
+        other = dataclasses.replace(self, region=region, fallback_region=None, _clients={}, _session=None)
+        if session is not None:
+            other._session = session
+        return other
 
     @property
     def secretsmanager(self) -> Any:

@@ -1,7 +1,7 @@
 """The command line: `python -m rotation_cli <command> ...` (or bin/rotate): the parser and main.
 
 Commands (one module each under rotation_cli/commands/): rotate, status, recover, attach,
-events, invoke. Each prints what it does, step by step, with durations and results; --json
+events, invoke, audit. Each prints what it does, step by step, with durations and results; --json
 prints one JSON document instead. Exit codes: 0 success (or a healthy secret), 1 the rotation
 failed / problems were found / the command refused to act, 2 bad arguments (options,
 endpoints, configuration, missing credentials or region) or an error reaching AWS, 130
@@ -18,11 +18,11 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from rotation_cli import paths
 from rotation_cli.aws import NO_CREDENTIALS, error_message
-from rotation_cli.commands import attach, events, invoke, recover, rotate, status
+from rotation_cli.commands import attach, audit, events, invoke, recover, rotate, status
 from rotation_cli.common import (
     DEFAULT_MAX_FAILURES,
     DEFAULT_POLL,
@@ -290,7 +290,26 @@ def build_parser() -> argparse.ArgumentParser:
     invoke_parser.add_argument("--engine", "--function", dest="engine", required=True, help=f"the function: {engines}")
     invoke_parser.add_argument("-e", "--event", required=True, metavar="FILE", help="the event file (JSON), as for sam")
     invoke_parser.set_defaults(run=invoke.run)
+
+    _add_audit(commands)
     return parser
+
+
+def _add_audit(commands: Any) -> None:
+    audit_parser = commands.add_parser(
+        "audit",
+        # A parent of its own: "resolve" takes --region from the parent's action, which other
+        # commands' parsers share.
+        parents=[_aws_options()],
+        conflict_handler="resolve",  # --region is repeatable here
+        help="audit every secret of Regions and accounts: rotation, access, keys, tags, replicas",
+        description="Check every secret against a policy (never reading a value): rotation enabled, working and "
+        "on time, its function, unused, key, resource policy, replicas, tags and name. One finding per secret and "
+        "check, most severe first. Exit 1 at a finding at or above --fail-on, 2 if a Region or account could not "
+        "be audited.",
+    )
+    audit.add_arguments(audit_parser)
+    audit_parser.set_defaults(run=audit.run)
 
 
 def main(argv: Sequence[str] | None = None, stream: TextIO | None = None) -> int:

@@ -17,6 +17,10 @@ from types import ModuleType
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS_DIR = ROOT / "functions"
 LAYERS_DIR = ROOT / "layers"
+#: Deployable units under functions/ that rotate nothing: the fleet audit (functions/audit,
+#: whose fleet_audit package `rotate audit` imports). They are never offered as an engine.
+NOT_ROTATION_FUNCTIONS = frozenset({"audit"})
+AUDIT_DIR = FUNCTIONS_DIR / "audit"
 
 _HANDLER = re.compile(r"^lambda_handler\s*(?::[^=]*)?=", re.MULTILINE)
 _DEF_HANDLER = re.compile(r"^def lambda_handler\s*\(", re.MULTILINE)
@@ -36,12 +40,21 @@ def ensure_layers_on_path() -> None:
             sys.path.insert(0, path)
 
 
+def ensure_audit_on_path() -> None:
+    """Put functions/audit on sys.path: fleet_audit imports as it does in the function."""
+    path = str(AUDIT_DIR)
+    if AUDIT_DIR.is_dir() and path not in sys.path:
+        sys.path.append(path)
+
+
 def engines() -> list[str]:
-    """The functions of this repository: functions/<engine>/app.py defining lambda_handler."""
+    """The rotation functions of this repository: functions/<engine>/app.py defining lambda_handler."""
     if not FUNCTIONS_DIR.is_dir():
         return []
     found = []
     for app in sorted(FUNCTIONS_DIR.glob("*/app.py")):
+        if app.parent.name in NOT_ROTATION_FUNCTIONS:
+            continue
         text = app.read_text(encoding="utf-8", errors="replace")
         if _HANDLER.search(text) or _DEF_HANDLER.search(text):
             found.append(app.parent.name)

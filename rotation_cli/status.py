@@ -3,7 +3,7 @@
 Reads DescribeSecret (stages, rotation configuration and dates), ListSecretVersionIds
 (created dates), GetSecretValue of each labelled version (only to learn whether it has a
 value and which user it names; the value itself is dropped at once), and the rotation
-function's configuration and resource policy (lambda get_function, get_policy).
+function's configuration and resource policy (lambda GetFunctionConfiguration, GetPolicy).
 """
 
 from __future__ import annotations

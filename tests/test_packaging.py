@@ -84,6 +84,9 @@ def _source_functions() -> dict[str, str]:
 
 
 FUNCTIONS = _source_functions()
+#: The functions that rotate secrets (the fleet audit, functions/audit, rotates none: it is run
+#: through its build by test_built_audit_function_audits_the_region).
+ROTATION_FUNCTIONS = {name: engine for name, engine in FUNCTIONS.items() if engine != "audit"}
 
 
 @dataclass
@@ -420,7 +423,7 @@ def test_deployed_sizes_are_under_the_limit(build: Build, capsys: pytest.Capture
         sys.stdout.write("\n" + "\n".join("  packaging: " + line for line in lines) + "\n")
 
 
-@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+@pytest.mark.parametrize("name", sorted(ROTATION_FUNCTIONS))
 def test_built_function_rotates_a_secret(
     name: str, build: Build, request: pytest.FixtureRequest, sm: Any, tmp_path: Path
 ) -> None:
@@ -459,7 +462,7 @@ def test_built_function_rotates_a_secret(
 
 def _first_built_function(build: Build) -> str:
     """A function that bundles dependencies (so "missing dependency" has one to remove)."""
-    candidates = [name for name in sorted(FUNCTIONS) if _fixture_for(FUNCTIONS[name]) is not None]
+    candidates = [name for name in sorted(ROTATION_FUNCTIONS) if _fixture_for(FUNCTIONS[name]) is not None]
     for name in candidates:
         folder = build.folder / build.function(name)["CodeUri"]
         if any(path.is_dir() and not path.name.startswith("__") for path in folder.iterdir()):
@@ -528,6 +531,117 @@ def test_the_proof_catches_broken_packages(
     if run.ok:
         return
     assert "AWSCURRENT" not in rotations.stages(sm, arn)[token]
+
+
+# --------------------------------------------------------------------------
+# The fleet audit function, through its build
+
+AUDIT_RUNNER = r"""
+import importlib, json, sys
+config = json.loads(sys.argv[1])
+sys.path[:0] = config["path"]
+module_name, _, attribute = config["handler"].rpartition(".")
+handler = getattr(importlib.import_module(module_name), attribute)
+out = {"result": handler({}, None), "outside": [], "imported": {}}
+ours, stdlib = tuple(config["path"]), tuple(config["stdlib"])
+for name, module in sorted(sys.modules.items()):
+    where = getattr(module, "__file__", None)
+    if not where or where.startswith(ours):
+        continue
+    if not where.startswith(stdlib) or "site-packages" in where:
+        out["outside"].append(name + ": " + where)
+for name in config["report"]:
+    module = sys.modules.get(name)
+    out["imported"][name] = getattr(module, "__file__", None) if module else None
+with open(config["out"], "w") as handle:
+    json.dump(out, handle, default=str)
+"""
+
+
+def test_built_audit_function_audits_the_region(
+    build: Build, moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduled audit, from its build folder and the built layer only, against moto: it
+    audits the Region, prints its metrics (EMF) and sends its summary to the topic."""
+    import secrets
+
+    import boto3
+
+    from devtools.audit_fleet import Fleet
+
+    account = str(100_000_000_000 + secrets.randbelow(899_999_999_999))
+    monkeypatch.setenv("MOTO_ACCOUNT_ID", account)  # moto serves this test from an account of its own
+    fleet = Fleet(moto_endpoint, account)
+    fleet.secret("app/open", tags={"app": "a"})
+    fleet.resource_policy(
+        "app/open", {"Effect": "Allow", "Principal": "*", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}
+    )
+    fleet.secret("app/kept", tags={"app": "a"})
+    fleet.rotate("app/kept", fleet.function("kept-rotation", engine="postgres"))
+    sns, sqs = boto3.client("sns", endpoint_url=moto_endpoint), boto3.client("sqs", endpoint_url=moto_endpoint)
+    topic = sns.create_topic(Name="notifications")["TopicArn"]
+    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+
+    name = next(n for n, engine in FUNCTIONS.items() if engine == "audit")
+    task = build.folder / build.function(name)["CodeUri"]
+    opt = tmp_path / "opt"
+    for layer in build.layer_folders(name):
+        shutil.copytree(layer, opt, dirs_exist_ok=True, symlinks=True)
+    python_dir = opt / "python"
+    paths = [str(task), str(python_dir / "lib" / "python3.13" / "site-packages"), str(python_dir), str(build.runtime)]
+    prefix = Path(build.python).resolve().parent.parent / "lib"
+    out = tmp_path / "result.json"
+    config = {
+        "path": paths,
+        "handler": build.handler(name),
+        "out": str(out),
+        "stdlib": [str(prefix / "python3.13"), str(prefix / "python313.zip")],
+        "report": ["fleet_audit", "rotation_core", "aws_lambda_powertools", *RUNTIME_MODULES],
+    }
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "HOME": str(tmp_path),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "LAMBDA_TASK_ROOT": str(task),
+        **build.environment(name),  # AUDIT_POLICY, AUDIT_NOTIFY_ON, POWERTOOLS_*: the template's defaults
+        "AWS_ENDPOINT_URL": moto_endpoint,  # every service of the function: moto's server
+        "NOTIFICATION_TOPIC_ARN": topic,
+    }
+    done = subprocess.run(
+        [str(build.python), "-I", "-S", "-c", AUDIT_RUNNER, json.dumps(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text(encoding="utf-8"))
+    assert env["AUDIT_POLICY"] == "{}" and env["AUDIT_NOTIFY_ON"] == "high"
+    result = results["result"]
+    assert result["summary"]["secrets"] == 2
+    assert result["metrics"]["PublicPolicy"] == 1 and result["metrics"]["HighSeverityFindings"] == 1
+    assert result["notified"] is True
+    assert '"PublicPolicy"' in done.stdout and '"_aws"' in done.stdout, "EMF on stdout"
+    (message,) = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    assert "public-policy" in json.loads(message["Body"])["Message"]
+    assert results["outside"] == [], f"imported from outside its package: {results['outside']}"
+    assert str(task) in str(results["imported"]["fleet_audit"]), "fleet_audit from the function's own folder"
+    assert str(opt) in str(results["imported"]["aws_lambda_powertools"]), "Powertools from the layer"
+    assert str(opt) in str(results["imported"]["rotation_core"])
+    assert str(build.runtime) in str(results["imported"]["botocore"]), "boto3 and botocore: the runtime's"
 
 
 # --------------------------------------------------------------------------

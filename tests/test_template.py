@@ -118,6 +118,20 @@ PREFIXES = {
     "RedshiftRotationFunction": "Redshift",
     "ApiKeyRotationFunction": "ApiKey",
 }
+# The fleet audit (EnableAudit=true) is a function that rotates nothing: the rotation checks
+# below leave it out, tests/test_template_audit.py checks every resource of it.
+AUDIT_FUNCTION = "AuditFunction"
+AUDIT_ROLES = {"AuditFunctionRole", "AuditScheduleRole"}
+AUDIT_RESOURCES = {
+    "AuditFunctionLogGroup",
+    "AuditFunctionRole",
+    AUDIT_FUNCTION,
+    "AuditFunctionErrorsAlarm",
+    "AuditHighFindingsAlarm",
+    "AuditScheduleRole",
+    "AuditSchedule",
+}
+
 
 
 # Parameter sets the policy checks run under: every optional statement off, then on (twice: the
@@ -137,6 +151,7 @@ EVERYTHING = {
     "VpcId": VPC,
     "NotificationEmail": "oncall@example.com",
     "RotationEventScope": "all-secrets",
+    "EnableAudit": "true",
 }
 SCENARIOS: dict[str, dict[str, str]] = {
     "defaults": {},
@@ -492,7 +507,8 @@ def secrets_manager_problems(
 
 
 def functions_of(stack: Stack) -> dict[str, dict[str, Any]]:
-    functions = stack.of_type("AWS::Lambda::Function")
+    """The rotation functions (the audit is checked in tests/test_template_audit.py)."""
+    functions = {lid: f for lid, f in stack.of_type("AWS::Lambda::Function").items() if lid != AUDIT_FUNCTION}
     assert functions, "the template has no function"
     return functions
 
@@ -626,6 +642,7 @@ def test_defaults_deploy_the_functions_alarms_and_topic_and_attach_nothing(cfn_t
         "NotificationEmailSubscription",
         "SecretsManagerEndpoint",
         "SecretsManagerEndpointSecurityGroup",
+        *AUDIT_RESOURCES,
     }
     assert optional <= set(cfn_template["Resources"])
     assert set(cfn_template["Resources"]) - set(Stack(cfn_template, {}).resources) == optional
@@ -932,8 +949,9 @@ def test_master_secrets_are_never_named_by_wildcard(cfn_template: dict[str, Any]
 
 
 def test_no_statement_reads_master_secrets_by_wildcard(stack: Stack) -> None:
-    """GetSecretValue and DescribeSecret without the rotation condition: listed ARNs only, no wildcard."""
-    for role_id in stack.of_type("AWS::IAM::Role"):
+    """GetSecretValue and DescribeSecret without the rotation condition: listed ARNs only, no wildcard.
+    (The audit's role describes every secret and reads none: tests/test_template_audit.py.)"""
+    for role_id in set(stack.of_type("AWS::IAM::Role")) - AUDIT_ROLES:
         for statement in statements_of(stack, role_id):
             actions = as_list(statement["Action"])
             reads = [
@@ -987,7 +1005,9 @@ def test_database_lookups_are_read_only_and_in_this_account_and_region(stack: St
 def test_kms_decrypt_only_for_listed_keys_through_secrets_manager(cfn_template: dict[str, Any]) -> None:
     def kms_statements(stack: Stack) -> list[dict[str, Any]]:
         found = []
-        for resource in stack.of_type("AWS::IAM::Role").values():
+        for role_id, resource in stack.of_type("AWS::IAM::Role").items():
+            if role_id in AUDIT_ROLES:  # its key is the topic's: tests/test_template_audit.py
+                continue
             for policy in resource["Properties"].get("Policies", []):
                 found += [
                     s
@@ -1109,7 +1129,9 @@ def test_no_circular_dependency(cfn_template: dict[str, Any]) -> None:
 def test_rotation_condition_names_the_function_by_its_name_not_a_reference(cfn_template: dict[str, Any]) -> None:
     """The unresolved condition value is built from the same expression as FunctionName."""
     resources = cfn_template["Resources"]
-    for function in (r for r in resources.values() if r["Type"] == "AWS::Lambda::Function"):
+    for function in (
+        r for lid, r in resources.items() if r["Type"] == "AWS::Lambda::Function" and lid != AUDIT_FUNCTION
+    ):
         name = function["Properties"]["FunctionName"]
         assert isinstance(name, dict), "FunctionName must be set explicitly"
         assert name.keys() == {"Fn::Sub"}
@@ -1280,7 +1302,8 @@ def test_one_errors_alarm_per_function_to_the_topic(stack: Stack) -> None:
             "TreatMissingData": "notBreaching",
             "AlarmActions": [topic],
         }, function_id
-    assert len(alarms) == len(functions_of(stack))
+    audit_alarms = {"AuditFunctionErrorsAlarm", "AuditHighFindingsAlarm"} & set(alarms)
+    assert len(alarms) == len(functions_of(stack)) + len(audit_alarms)
 
 
 def test_topic_is_encrypted_with_a_key_alarms_and_eventbridge_may_use(cfn_template: dict[str, Any]) -> None:
@@ -1499,6 +1522,7 @@ CHECKOV_SUPPRESSIONS = {
     "CKV_AWS_115": "AWS::Serverless::Function",  # function-level concurrency limit
     "CKV_AWS_116": "AWS::Serverless::Function",  # dead-letter queue
     "CKV_AWS_173": "AWS::Serverless::Function",  # environment variables encrypted with a customer key
+    "CKV_AWS_117": "AWS::Serverless::Function",  # in a VPC (the audit only: it calls AWS APIs only)
 }
 
 

@@ -32,6 +32,7 @@ import os
 import re
 import shlex
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -323,6 +324,23 @@ OUTCOMES = {
     "--token '<AWSPENDING_version_id>' --engine postgres": (0, "wrote"),
     "bin/rotate invoke --engine postgres -e events/postgres/createSecret.json": (0, "createSecret  ok"),
     "bin/rotate rotate sandbox/postgres/single --local --engine postgres": (0, "rotation succeeded"),
+    # The audit commands, in an account holding one secret that does not rotate (_audited_account).
+    "bin/rotate audit": (0, "audited 1 secret in 1 Region of 1 account: 0 critical, 0 high, 1 medium, 1 low"),
+    "bin/rotate audit --region us-east-1 --region eu-west-1 --max-age 90d --require-cmk": (
+        0,
+        "audited 1 secret in 2 Regions of 1 account: 0 critical, 0 high, 1 medium, 2 low",
+    ),
+    "bin/rotate audit --all-regions --policy audit.toml --fail-on high --sarif audit.sarif": (
+        0,
+        "missing required tags: app, env, owner",
+    ),
+    "bin/rotate audit --assume-role arn:aws:iam::111122223333:role/SecretsAudit "
+    "--assume-role arn:aws:iam::444455556666:role/SecretsAudit": (0, "audited 2 secrets"),  # moto: one account for both
+    "bin/rotate audit --list-checks": (0, "SecretsManager.1  secretsmanager-rotation-enabled-check"),
+    "bin/rotate audit --region us-east-1 --max-age 90d --require-tags app,owner --fail-on high": (
+        0,
+        "missing required tags: app, owner",
+    ),
 }
 
 
@@ -339,8 +357,42 @@ def documented_function(make_function: Any) -> str:
     return str(make_function(name="secrets-manager-rotation-postgres"))
 
 
+@contextlib.contextmanager
+def _in_account(account: str) -> Iterator[None]:
+    """moto serves every request from MOTO_ACCOUNT_ID while it is set (this process runs it)."""
+    saved = os.environ.get("MOTO_ACCOUNT_ID")
+    os.environ["MOTO_ACCOUNT_ID"] = account
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MOTO_ACCOUNT_ID", None)
+        else:
+            os.environ["MOTO_ACCOUNT_ID"] = saved
+
+
+def _audited_account(sm: Any, folder: Path) -> str:
+    """The audit commands run in an account of their own, holding one secret that does not
+    rotate, with the policy file docs/audit.md shows written where `--policy audit.toml` reads it."""
+    from tests.audit.conftest import new_account
+
+    account = new_account()
+    with _in_account(account):
+        secret = json.dumps({"username": "app", "password": new_password()})
+        sm.create_secret(Name="prod/app/postgres", SecretString=secret)
+    text = (ROOT / "docs" / "audit.md").read_text(encoding="utf-8")
+    policy = re.search(r"^```toml\n(.*?)^```", text, re.S | re.M)
+    assert policy, "docs/audit.md shows a policy file"
+    (folder / "audit.toml").write_text(policy.group(1))
+    return account
+
+
 def test_every_documented_rotate_command_runs_as_shown(
-    pg: PostgresHarness, sm: Any, moto_endpoint: str, documented_function: str, tmp_path: Path
+    pg: PostgresHarness,
+    sm: Any,
+    moto_endpoint: str,
+    documented_function: str,
+    tmp_path: Path,
 ) -> None:
     from rotation_cli.driver import start_rotation
 
@@ -367,6 +419,7 @@ def test_every_documented_rotate_command_runs_as_shown(
         arn = sm.create_secret(Name=name, SecretString=json.dumps(pg.secret(username, password)))["ARN"]
         values[f"{DOC_ARN_PREFIX}{name}-AbCdEf"] = arn
     env = {**os.environ, "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_endpoint, "AWS_ENDPOINT_URL": moto_endpoint}
+    audit_account = _audited_account(sm, tmp_path)
     for shown, words in full:
         argv = _with_values(words, values)
         if words[0] == "invoke":  # as docs/local.md says: the sample event, with your secret and version
@@ -376,6 +429,7 @@ def test_every_documented_rotate_command_runs_as_shown(
             event.parent.mkdir(parents=True, exist_ok=True)
             token = start_rotation(sm, secret)
             event.write_text(json.dumps({**sample, "SecretId": secret, "ClientRequestToken": token}))
-        done = run_bin([str(ROOT / "bin" / "rotate"), *argv], env=env, cwd=str(tmp_path))
+        with _in_account(audit_account) if words[0] == "audit" else contextlib.nullcontext():
+            done = run_bin([str(ROOT / "bin" / "rotate"), *argv], env=env, cwd=str(tmp_path))
         code, phrase = OUTCOMES[shlex.join(["bin/rotate", *words])]
         assert (done.code, phrase in done.out + done.err) == (code, True), f"{shown}\n{done}"
