@@ -34,7 +34,7 @@ def apply() -> None:
     if getattr(original, _APPLIED, False):
         return
 
-    def put_secret_value(
+    def put_secret_value(  # noqa: PLR0917 - moto's own signature
         self: SecretsManagerBackend,
         secret_id: str,
         secret_string: str,
