@@ -19,7 +19,7 @@ Exits 1 when a budget is exceeded: at most 8 calls and 2 connections for a singl
 rotation, the driver never loaded by createSecret or finishSecret, under 128 MB.
 
 moto's PutSecretValue is made to keep a version's first value, as the service does
-(tests/support/moto_service.py). The fleet benchmark is bench/fleet.py.
+(devtools/moto_service.py). The fleet benchmark is bench/fleet.py.
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def parent(rotations: int, engines: list[str]) -> int:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from tests.support import moto_service
+    from devtools import moto_service
     from tests.support.rotations import start_rotation as begin_rotation
 
     moto_service.apply()

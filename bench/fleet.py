@@ -153,6 +153,7 @@ class Function:
 class Outcome:
     secrets: int
     workers: int
+    scale: float = 1.0
     completed: int = 0
     failed: int = 0
     attempts_failed: int = 0
@@ -283,7 +284,7 @@ def row(o: Outcome) -> str:
         f"{o.completed / o.window:.1f} | {calls / rotations:.2f} ({by_op}) | {sum(o.throttled.values())} "
         f"({', '.join(f'{n} {op}' for op, n in sorted(o.throttled.items())) or 'none'}) | "
         f"{o.attempts_failed} | {o.stray_pending} | {o.logs_in} of {o.secrets} | "
-        f"{o.peaks.get('writes', 0)}/s of 50, {o.peaks.get('reads', 0)}/s of 10,000 |"
+        f"{o.peaks.get('writes', 0)}/s of {50 * o.scale:,g}, {o.peaks.get('reads', 0)}/s of {10_000 * o.scale:,g} |"
     )
 
 
@@ -336,10 +337,10 @@ def parent(sizes: list[int], workers: int, scale: float) -> int:
     import boto3
     from botocore.config import Config
 
+    from devtools import moto_service
     from devtools.quota_gate import QuotaGateServer
     from devtools.servers import postgres_from_env_or_start
     from tests.engines import PostgresHarness
-    from tests.support import moto_service
 
     moto_service.apply()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -361,6 +362,7 @@ def parent(sizes: list[int], workers: int, scale: float) -> int:
                     gate.stop()
                 stats = gate.gate.stats
                 outcome.peaks = {group: stats.peak(group) for group in ("writes", "reads")}
+                outcome.scale = scale
                 outcome.gate_throttled = sum(stats.throttled.values())
                 check_fleet(fleet, sm, harness, outcome)
                 outcomes.append(outcome)

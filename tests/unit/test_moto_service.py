@@ -1,4 +1,4 @@
-"""moto's PutSecretValue against the service's documented rule (tests/support/moto_service.py):
+"""moto's PutSecretValue against the service's documented rule (devtools/moto_service.py):
 a version that has a value is never modified. Pins moto's own behaviour too, so that the
 day moto follows the documentation the patch can go."""
 
@@ -53,7 +53,7 @@ def test_another_value_for_a_version_that_has_one_is_refused(aws: Any) -> None:
 def test_moto_itself_overwrites_a_pending_version(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Why the patch exists: unpatched, moto 5.2 replaces an AWSPENDING version's value."""
     original = getattr(SecretsManagerBackend.put_secret_value, "moto_original", None)
-    assert original is not None, "tests/conftest.py applies tests/support/moto_service.py"
+    assert original is not None, "tests/conftest.py applies devtools/moto_service.py"
     monkeypatch.setattr(SecretsManagerBackend, "put_secret_value", original)
     arn, token = pending_secret(aws)
     put(aws, arn, token, "first")
