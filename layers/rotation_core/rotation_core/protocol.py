@@ -174,7 +174,8 @@ class SecretsStore:
                     raise
                 attempt += 1
                 wait = self.budget.backoff(attempt)
-                name = self._client.meta.method_to_api_mapping.get(operation, operation)
+                mapping = getattr(getattr(self._client, "meta", None), "method_to_api_mapping", {})
+                name = str(mapping.get(operation, operation))
                 if not self.budget.allows(wait):
                     if kind == "throttled":
                         raise UnreachableError(
