@@ -1,8 +1,9 @@
 # Everything runs on Python 3.13, the Lambda runtime's version.
 #   make demo    a full rotation against a throwaway PostgreSQL and a local Secrets Manager
 #   make test    lint, types, `sam validate --lint`, checkov, then the whole test suite
-#   make bench   calls, connections, import time, wall time and memory of a rotation, and of the
-#                fleet audit over 10,000 secrets (make bench-audit)
+#   make bench   calls, connections, import time, wall time and memory of a rotation; a fleet of
+#                FLEET secrets (default 100) rotated at once under Secrets Manager's quotas; and
+#                the fleet audit over 10,000 secrets (make bench-audit)
 #   make sandbox throwaway PostgreSQL, MariaDB and a local Secrets Manager with ready secrets, until Ctrl-C
 SHELL := /bin/bash
 # Python 3.13 (scripts/python313.sh). Without it, every target but clean stops here with the
@@ -88,8 +89,12 @@ demo: system-deps venv
 sandbox: system-deps venv
 	@$(PY) -m devtools.sandbox
 
+# Then the fleet (bench/fleet.py): FLEET secrets rotated at once under Secrets Manager's
+# quotas, e.g. `make bench FLEET=1000`, or several sizes: `make bench FLEET=100,1000,5000`.
+FLEET ?= 100
 bench: system-deps venv bench-audit
 	$(PY) bench/bench.py
+	$(PY) bench/fleet.py --secrets $(FLEET)
 
 # The fleet audit over 10,000 secrets in moto: calls by operation, wall time (unpaced, and at
 # the default rates, about 4 minutes), memory; exits 1 over budget (bench/audit.py).

@@ -159,6 +159,9 @@ def main() -> int:
         import boto3
         from moto.server import ThreadedMotoServer
 
+        from devtools import moto_service
+
+        moto_service.apply()  # PutSecretValue keeps a version's first value, as the service does
         pg_info, mdb_info = pg.start(), mdb.start()
         port = _free_port()
         moto = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)

@@ -84,8 +84,10 @@ def main() -> int:
     from moto.server import ThreadedMotoServer
     from psycopg2.extensions import encrypt_password
 
+    from devtools import moto_service
     from devtools.servers import PostgresServer
 
+    moto_service.apply()  # PutSecretValue keeps a version's first value, as the service does
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the emulator's request log
     demo = Demo(args.verbose)
     print("Secrets Manager rotation demo (PostgreSQL), with the rotate command")

@@ -27,11 +27,16 @@ os.environ.update(
 )
 os.environ.pop("AWS_PROFILE", None)
 
+from devtools import moto_service
 from devtools.servers import mariadb_from_env_or_start, postgres_from_env_or_start
 from rotation_core import passwords
 from rotation_core.protocol import RotationFunction
 from tests.engines import DatabaseHarness, MySQLHarness, PostgresHarness, Target
 from tests.support import leaks, rotations
+
+# moto's PutSecretValue, made to refuse modifying a version that has a value, as the
+# service does (devtools/moto_service.py): createSecret relies on it.
+moto_service.apply()
 
 
 # -- every secret value the session generates is remembered, to be looked for in logs --

@@ -83,7 +83,9 @@ choose another's. The function revokes only keys the provider lists under this s
 labels: neither ``key_id`` nor ``previous_key_id`` (which the rotated secret's writers
 could forge) can make it revoke any other key.
 
-- createSecret, retried with the same token after a key was issued but not stored: with
+- createSecret reads the token's AWSPENDING value first: retried after the key was issued
+  and stored, it keeps that key and calls no provider. Retried after a key was issued but
+  not stored: with
   ``idempotency_header`` the label goes in that header and the provider answers the retry
   with the key it issued the first time; without it, createSecret first revokes the listed
   keys carrying this rotation's label (issued, never stored, so held by no one).
@@ -134,15 +136,15 @@ class ApiKeyRotation(Rotation):
         self.http = Http()  # reused by every invocation of the execution environment
 
     def _calls(self, ctx: StepContext) -> ProviderCalls:
-        return ProviderCalls(self.http, ctx.step, config.http_settings(ctx.env))
+        return ProviderCalls(self.http, ctx.step, config.http_settings(ctx.env), ctx.seconds_left())
 
     @staticmethod
     def _provider(ctx: StepContext, secret: ApiKeySecret) -> tuple[Provider, dict[str, str]]:
         """The provider's description and the admin credential's headers, from the admin secret."""
         if secret.admin_secret_arn is None:  # pragma: no cover - parse() requires it for issued keys
             raise ConfigurationError("the secret is missing the field 'provider.admin_secret_arn'")
-        text = ctx.other_secret(secret.admin_secret_arn, "admin")
-        provider, credential = parse_admin(text, ctx.meta.arn, secret.legacy)
+        text = ctx.other_secret(secret.admin_secret_arn, "admin", across_steps=True)
+        provider, credential = parse_admin(text, ctx.arn, secret.legacy)
         _warn_older_format(secret, "admin")
         return provider, provider.admin_auth.headers(credential)
 
@@ -151,16 +153,22 @@ class ApiKeyRotation(Rotation):
         """A generated key's verify endpoint, from the verify secret (None: none)."""
         if secret.verify_secret_arn is None:
             return None
-        endpoint = parse_verify(ctx.other_secret(secret.verify_secret_arn, "verify"))
+        endpoint = parse_verify(ctx.other_secret(secret.verify_secret_arn, "verify", across_steps=True))
         _warn_older_format(secret, "verify")
         return endpoint
 
     def create(self, ctx: StepContext) -> str:
         require_safe_urllib3()
-        current = parse(ctx.current(), "current", ctx.meta.arn)
+        current = parse(ctx.current(), "current", ctx.arn)
         if current.mode != ISSUED:
             self._verify(ctx, current)  # a bad verify secret fails here, before anything is stored
             return current.with_key(current.key_format.generate())
+        stored = ctx.pending_if_any()
+        if stored is not None:
+            # An earlier attempt of this step issued and stored a key: keep it. (The protocol
+            # stores nothing again; a generated key needs no such read, PutSecretValue keeps
+            # the first value.)
+            return stored
         provider, admin = self._provider(ctx, current)
         calls = self._calls(ctx)
         label = provider.label(ctx.token)
@@ -178,7 +186,7 @@ class ApiKeyRotation(Rotation):
 
     def test(self, ctx: StepContext) -> None:
         require_safe_urllib3()
-        pending = parse(ctx.pending(), "pending", ctx.meta.arn)
+        pending = parse(ctx.pending(), "pending", ctx.arn)
         calls = self._calls(ctx)
         if pending.mode == ISSUED:
             provider, admin = self._provider(ctx, pending)
@@ -207,7 +215,7 @@ class ApiKeyRotation(Rotation):
         holds: neither AWSCURRENT (the token's version), AWSPREVIOUS nor a rotation in
         progress. Ids written in the secret only ever spare a key. Idempotent."""
         require_safe_urllib3()
-        current = parse(ctx.version(ctx.token), "current", ctx.meta.arn)
+        current = parse(ctx.version(ctx.token), "current", ctx.arn)
         if current.mode != ISSUED:
             return
         keep = {current.key_id, current.previous_key_id}

@@ -12,7 +12,8 @@
   attempts, backoff 0, 1, 2, 4 s), honouring Retry-After; any other status fails the step
   at once (401 and 403 as an authentication error), naming the endpoint, method, host and
   status. Each step has a time budget for all its provider calls (HTTP_TIME_BUDGET, default
-  20 s): no attempt, backoff or Retry-After wait goes past it. Each request also has a
+  20 s, and never more than the Lambda invocation has left): no attempt, backoff or
+  Retry-After wait goes past it. Each request also has a
   connect timeout (CONNECT_TIMEOUT, 5 s) and a read timeout (HTTP_READ_TIMEOUT, 10 s).
 - Every URL is checked again, once filled in, against the trusted secret's ``hosts``.
 - Response bodies, keys and the admin credential are never logged and never appear in an
@@ -258,13 +259,16 @@ def _headers(
 
 
 class ProviderCalls:
-    """The provider calls of one step, sharing the step's time budget (HTTP_TIME_BUDGET)."""
+    """The provider calls of one step, sharing the step's time budget: HTTP_TIME_BUDGET, or
+    less when the Lambda invocation has less time left (step_seconds: the protocol's budget,
+    rotation_core.budget), so that a 429's retries never outlive the invocation."""
 
-    def __init__(self, http: Http, step: str, settings: HttpSettings) -> None:
+    def __init__(self, http: Http, step: str, settings: HttpSettings, step_seconds: float | None = None) -> None:
         self.http = http
         self.step = step
         self.settings = settings
-        self.deadline = time.monotonic() + settings.time_budget
+        budget = float(settings.time_budget) if step_seconds is None else min(settings.time_budget, step_seconds)
+        self.deadline = time.monotonic() + budget
 
     def call(
         self, endpoint: Endpoint, values: Mapping[str, str], auth: Mapping[str, str], *, gone_ok: bool = False

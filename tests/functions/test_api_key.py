@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import json
 import re
+import secrets
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ from tests.api_key_target import ApiKeyTarget, load_module
 from tests.conftest import RotationCase
 from tests.contract.test_protocol import FaultPlan, InjectedFault, instrument
 from tests.engines import unique
-from tests.support import rotations
+from tests.support import leaks, rotations
 from tests.support.issuer import Issuer
 
 
@@ -256,24 +257,32 @@ def test_without_idempotency_a_retried_create_secret_revokes_the_unstored_key(
 
 
 @pytest.mark.slow
-def test_a_fault_after_every_call_of_a_second_finish_then_retry(api: ApiKeyTarget, sm: Any, issuer: Issuer) -> None:
+@pytest.mark.parametrize("environment", ["warm", "fresh"])
+def test_a_fault_after_every_call_of_a_second_finish_then_retry(
+    api: ApiKeyTarget, sm: Any, issuer: Issuer, environment: str
+) -> None:
     """The revocation of the key two rotations old survives a failure anywhere in finishSecret:
     Secrets Manager retries the rotation, the token is AWSCURRENT by then, and the core runs
-    the function's already_finished, which retries the cleanup."""
+    the function's already_finished, which retries the cleanup. finishSecret runs in the
+    execution environment of the earlier steps (warm: the versions and the admin secret they
+    read are kept, rotation_core.memo) or in a fresh one (it reads them all)."""
     count = None
     n = 1
     while count is None or n <= count:
         case = new_case(api, sm)
         case.rotate()
         plan = FaultPlan()
-        instrument(case, plan)
         token = rotations.start_rotation(sm, case.arn)
         rotations.run_steps(case.handler, case.arn, token, rotations.STEPS[:3])
+        if environment == "fresh":
+            case.handler = api.make_handler()
+        instrument(case, plan)
         plan.calls = 0
         if count is None:  # first round: count the calls of finishSecret
             step(case, token, "finishSecret")
             count = plan.calls
-            assert count >= 7  # describe, move, 2 versions, admin secret, list, revoke
+            # describe, move, list, revoke; fresh: and the 2 versions and the admin secret
+            assert count == (4 if environment == "warm" else 7)
         else:
             plan.armed_at = n
             with pytest.raises(InjectedFault):
@@ -345,6 +354,100 @@ def test_retry_after_beyond_the_time_budget_fails_at_once(
         step(case, token, "createSecret")
     assert time.monotonic() - started < 2
     assert pending_value(case, token) is None
+
+
+def test_the_admin_secret_kept_across_steps_is_read_again_after_a_failure(
+    api: ApiKeyTarget, sm: Any, issuer: Issuer
+) -> None:
+    """createSecret reads the admin secret and keeps it for the rotation's later steps
+    (rotation_core.memo). The provider's owners rotate the admin token meanwhile: testSecret
+    fails once with the kept one (401), which drops it, and Secrets Manager's retry reads the
+    new one."""
+    admin_arn = api.admin_secret()
+    case = new_case(api, sm, api.issued_secret(admin_arn=admin_arn))
+    token = rotations.start_rotation(sm, case.arn)
+    step(case, token, "createSecret")
+    step(case, token, "setSecret")
+    original = issuer.admin_token
+    try:
+        issuer.admin_token = leaks.remember("adm_" + secrets.token_urlsafe(24), "admin token")
+        sm.put_secret_value(SecretId=admin_arn, SecretString=json.dumps(api.admin_doc()))
+        with pytest.raises(AuthenticationError, match="the admin credential was refused"):
+            step(case, token, "testSecret")
+        rotations.run_steps(case.handler, case.arn, token)  # Secrets Manager retries the rotation
+    finally:
+        issuer.admin_token = original
+    assert api.works(case.current())
+
+
+@pytest.mark.parametrize(
+    ("strategy", "warm", "fresh"),
+    [
+        # DescribeSecret guards createSecret and finishSecret; the verify or admin secret is
+        # read once per rotation in a warm environment (rotation_core.memo)
+        ("generated", 8, 10),  # with a verify secret (without one: 7 and 8)
+        ("issued", 9, 13),  # createSecret reads the pending value before issuing a key
+    ],
+)
+def test_secrets_manager_calls_per_rotation(api: ApiKeyTarget, sm: Any, strategy: str, warm: int, fresh: int) -> None:
+    counted = {}
+    for environment in ("warm", "fresh"):
+        case = new_case(api, sm, strategy=strategy)
+        case.rotate()
+        calls: list[str] = []
+        token = rotations.start_rotation(sm, case.arn)
+        for name in rotations.STEPS:
+            if environment == "fresh" or name == "createSecret":
+                case.handler = api.make_handler()
+                case.handler.client.meta.events.register(
+                    "before-call.secrets-manager", lambda model, _calls=calls, **_: _calls.append(model.name)
+                )
+            step(case, token, name)
+        counted[environment] = len(calls)
+        assert calls.count("DescribeSecret") == 2
+        assert calls.count("PutSecretValue") == calls.count("UpdateSecretVersionStage") == 1
+        assert api.works(case.current())
+    assert counted == {"warm": warm, "fresh": fresh}
+
+
+class ShortInvocation:
+    """Lambda's context object, for an invocation with `seconds` left."""
+
+    aws_request_id = "short-invocation"
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(max(0.0, self.deadline - time.monotonic()) * 1000)
+
+
+@pytest.mark.parametrize("route", ["issue", "list", "verify", "revoke"])
+def test_a_provider_429_on_any_call_is_absorbed(api: ApiKeyTarget, sm: Any, issuer: Issuer, route: str) -> None:
+    """Throttled by the provider (429, twice in a row) on each kind of call a rotation makes:
+    retried with backoff inside the step, and the rotation completes in one pass."""
+    case = new_case(api, sm)
+    case.rotate()  # so that finishSecret has a key two rotations old to revoke
+    issuer.inject(route, 429, times=2)
+    before = dict(issuer.calls)
+    case.rotate()
+    assert issuer.calls[route] - before.get(route, 0) >= 3, "the throttled call was retried"
+    assert api.works(case.current())
+    assert not api.works(case.initial), "the key two rotations old is revoked"
+
+
+def test_a_provider_429_never_outlives_the_invocation(api: ApiKeyTarget, sm: Any, issuer: Issuer) -> None:
+    """HTTP_TIME_BUDGET (10 s here) allows a 5 s Retry-After; an invocation with 4 s left does
+    not: the step fails at once, having stored nothing, and Secrets Manager's retry converges."""
+    case = new_case(api, sm)
+    token = rotations.start_rotation(sm, case.arn)
+    issuer.inject("issue", 429, retry_after="5")
+    with pytest.raises(UnreachableError, match="answered 429; its Retry-After goes beyond the step's time budget"):
+        case.handler(rotations.event(case.arn, token, "createSecret"), ShortInvocation(4.0))
+    assert pending_value(case, token) is None
+    rotations.run_steps(case.handler, case.arn, token)
+    assert api.works(case.current())
+    assert alive(issuer, prefix_of(case)) == {case.current()["key_id"], case.initial["key_id"]}
 
 
 def test_a_timeout_is_retried_and_the_key_issued_meanwhile_is_revoked(

@@ -27,7 +27,7 @@ class Recording(Rotation):
     def create(self, ctx: StepContext) -> str:
         self.calls.append("create")
         doc = json.loads(ctx.current())
-        return json.dumps({**doc, "generation": doc["generation"] + 1})
+        return json.dumps({**doc, "generation": doc["generation"] + 1, "attempt": len(self.calls)})
 
     def set(self, ctx: StepContext) -> None:
         self.calls.append("set")
@@ -72,22 +72,27 @@ def test_a_full_rotation_calls_each_hook_once_and_moves_the_stage(aws: Any, hand
     stages = rotations.stages(aws, arn)
     assert "AWSCURRENT" in stages[token]
     assert stages[first] == ["AWSPREVIOUS"]
-    assert json.loads(rotations.value(aws, arn)) == {"generation": 1}
+    assert json.loads(rotations.value(aws, arn)) == {"generation": 1, "attempt": 1}
 
 
-def test_create_reuses_a_pending_value_and_finish_is_idempotent(aws: Any, handler: Any, rotation: Recording) -> None:
+def test_create_keeps_the_first_pending_value_and_finish_is_idempotent(
+    aws: Any, handler: Any, rotation: Recording
+) -> None:
+    """createSecret again builds another value, which PutSecretValue refuses (the version has
+    one already: ResourceExistsException): the first value stays, without a read first."""
     arn = new_secret(aws)
     token = rotations.start_rotation(aws, arn)
     rotations.run_steps(handler, arn, token, ("createSecret", "createSecret"))
-    assert rotation.calls == ["create"], "the second createSecret reused the AWSPENDING value"
+    assert rotation.calls == ["create", "create"]
+    assert json.loads(rotations.value(aws, arn, "AWSPENDING", token))["attempt"] == 1, "the first value is kept"
     rotations.run_steps(handler, arn, token, ("setSecret", "testSecret", "finishSecret", "finishSecret"))
     assert rotation.calls[-1] == "already_finished", "finishSecret again: only the after-move work"
-    assert rotation.calls.count("create") == 1
-    assert json.loads(rotations.value(aws, arn)) == {"generation": 1}
+    assert json.loads(rotations.value(aws, arn)) == {"generation": 1, "attempt": 1}
 
 
 def test_calls_per_step(aws: Any, handler: Any) -> None:
-    """One DescribeSecret per step; createSecret 3 more, finishSecret 1 more."""
+    """DescribeSecret guards the steps that write to Secrets Manager (createSecret,
+    finishSecret); setSecret and testSecret read the token's AWSPENDING version only."""
     arn = new_secret(aws)
     token = rotations.start_rotation(aws, arn)
     calls: list[str] = []
@@ -97,23 +102,30 @@ def test_calls_per_step(aws: Any, handler: Any) -> None:
         calls.clear()
         handler(rotations.event(arn, token, step), None)
         counts[step] = list(calls)
-    assert counts["createSecret"] == ["DescribeSecret", "GetSecretValue", "GetSecretValue", "PutSecretValue"]
-    assert counts["setSecret"] == ["DescribeSecret"]  # this rotation reads nothing itself
+    assert counts["createSecret"] == ["DescribeSecret", "GetSecretValue", "PutSecretValue"]
+    assert counts["setSecret"] == ["GetSecretValue"]  # this rotation reads nothing itself
+    assert counts["testSecret"] == ["GetSecretValue"]
     assert counts["finishSecret"] == ["DescribeSecret", "UpdateSecretVersionStage"]
 
 
-def test_refusals_change_nothing(aws: Any, handler: Any, rotation: Recording) -> None:
+@pytest.mark.parametrize("step", rotations.STEPS)
+def test_refusals_change_nothing(aws: Any, handler: Any, rotation: Recording, step: str) -> None:
+    """createSecret and finishSecret (they write to Secrets Manager) refuse a secret whose
+    rotation is not enabled; every step refuses a token of no version of this secret, and
+    one whose version is no longer AWSPENDING (setSecret and testSecret learn it from the
+    token's read, then DescribeSecret says which)."""
     arn = new_secret(aws)
     token = rotations.new_token()
     aws.put_secret_value(SecretId=arn, ClientRequestToken=token, SecretString="{}", VersionStages=["AWSPENDING"])
     current = next(v for v, s in rotations.stages(aws, arn).items() if "AWSCURRENT" in s)
-    with pytest.raises(EventError, match="rotation is not enabled"):
-        handler(rotations.event(arn, token, "finishSecret"), None)
+    if step in ("createSecret", "finishSecret"):
+        with pytest.raises(EventError, match="rotation is not enabled"):
+            handler(rotations.event(arn, token, step), None)
     pending = rotations.start_rotation(aws, arn)
     with pytest.raises(EventError, match="not a version of this secret"):
-        handler(rotations.event(arn, rotations.new_token(), "finishSecret"), None)
+        handler(rotations.event(arn, rotations.new_token(), step), None)
     with pytest.raises(EventError, match="not staged AWSPENDING"):
-        handler(rotations.event(arn, token, "finishSecret"), None)
+        handler(rotations.event(arn, token, step), None)
     assert rotation.calls == [], "no hook ran"
     stages = rotations.stages(aws, arn)
     assert "AWSCURRENT" in stages[current], "AWSCURRENT did not move"

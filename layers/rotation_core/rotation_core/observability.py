@@ -1,7 +1,8 @@
 """Logging, metrics and (optional) tracing, with Powertools for AWS Lambda.
 
 Logs are JSON with the ClientRequestToken as correlation id; metrics are CloudWatch EMF
-(one success or failure count per step, and the step's duration, by engine and step).
+(one success or failure count per step, the step's duration and its throttled Secrets
+Manager calls, by engine and step).
 Nothing here ever receives a secret value. The tracer is imported only when tracing is
 turned on (POWERTOOLS_TRACE_DISABLED=false), so it costs nothing otherwise.
 
@@ -98,11 +99,15 @@ def traced(step: str, engine: str) -> Iterator[None]:
         yield
 
 
-def record_step(engine: str, step: str, ok: bool, duration_ms: float) -> None:
+def record_step(engine: str, step: str, ok: bool, duration_ms: float, throttled: int = 0) -> None:
+    """One success or failure count, the step's duration, and how many of its Secrets
+    Manager calls were throttled and retried (ThrottledCalls: a fleet meeting its quotas)."""
     metrics.add_dimension(name="engine", value=engine)
     metrics.add_dimension(name="step", value=step)
     metrics.add_metric(name="StepSucceeded" if ok else "StepFailed", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="StepDuration", unit=MetricUnit.Milliseconds, value=round(duration_ms, 3))
+    if throttled:
+        metrics.add_metric(name="ThrottledCalls", unit=MetricUnit.Count, value=throttled)
     try:
         metrics.flush_metrics()
     finally:
