@@ -150,19 +150,36 @@ def snapshot(case: RotationCase) -> tuple[dict[str, list[str]], str]:
 
 
 def test_rotation_disabled_is_refused(case: RotationCase) -> None:
-    """The steps that write to Secrets Manager (createSecret: AWSPENDING; finishSecret:
-    AWSCURRENT) run only when rotation is enabled (DescribeSecret). setSecret and testSecret
-    describe nothing: their guard is the read of the token's AWSPENDING version."""
+    """The steps that write, to Secrets Manager (createSecret: AWSPENDING; finishSecret:
+    AWSCURRENT) or to the target (setSecret), run only when rotation is enabled (DescribeSecret).
+    testSecret only logs in: its guard is the read of the token's AWSPENDING version."""
     token = rotations.new_token()
     case.sm.put_secret_value(
         SecretId=case.arn, ClientRequestToken=token, SecretString="{}", VersionStages=["AWSPENDING"]
     )
     before = snapshot(case)
-    for step in ("createSecret", "finishSecret"):
+    for step in ("createSecret", "setSecret", "finishSecret"):
         with pytest.raises(EventError, match="rotation is not enabled"):
             case.handler(rotations.event(case.arn, token, step), None)
     assert snapshot(case) == before
     assert case.works(case.initial)
+
+
+def test_a_rotation_turned_off_halfway_leaves_the_target_alone(case: RotationCase) -> None:
+    """createSecret stored the next credential, then rotation was turned off (CancelRotateSecret
+    leaves AWSPENDING in place). finishSecret would refuse to move AWSCURRENT: setSecret must
+    refuse too, or the target would hold a password AWSCURRENT does not."""
+    token = rotations.start_rotation(case.sm, case.arn)
+    case.handler(rotations.event(case.arn, token, "createSecret"), None)
+    case.sm.cancel_rotate_secret(SecretId=case.arn)
+    before = snapshot(case)
+    with pytest.raises(EventError, match="rotation is not enabled"):
+        case.handler(rotations.event(case.arn, token, "setSecret"), None)
+    assert snapshot(case) == before
+    assert case.works(case.current()), "AWSCURRENT still logs in"
+    if case.username is not None:  # a database user: its password never changed
+        pending = json.loads(case.sm.get_secret_value(SecretId=case.arn, VersionId=token)["SecretString"])
+        assert pending["username"] != case.username or not case.works(pending), "the target learnt the pending password"
 
 
 @pytest.mark.parametrize("step", rotations.STEPS)

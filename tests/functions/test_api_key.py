@@ -383,10 +383,10 @@ def test_the_admin_secret_kept_across_steps_is_read_again_after_a_failure(
 @pytest.mark.parametrize(
     ("strategy", "warm", "fresh"),
     [
-        # DescribeSecret guards createSecret and finishSecret; the verify or admin secret is
-        # read once per rotation in a warm environment (rotation_core.memo)
-        ("generated", 8, 10),  # with a verify secret (without one: 7 and 8)
-        ("issued", 9, 13),  # createSecret reads the pending value before issuing a key
+        # DescribeSecret guards createSecret, setSecret and finishSecret; the verify or admin
+        # secret is read once per rotation in a warm environment (rotation_core.memo)
+        ("generated", 9, 11),  # with a verify secret (without one: 8 and 9)
+        ("issued", 10, 14),  # createSecret reads the pending value before issuing a key
     ],
 )
 def test_secrets_manager_calls_per_rotation(api: ApiKeyTarget, sm: Any, strategy: str, warm: int, fresh: int) -> None:
@@ -404,7 +404,7 @@ def test_secrets_manager_calls_per_rotation(api: ApiKeyTarget, sm: Any, strategy
                 )
             step(case, token, name)
         counted[environment] = len(calls)
-        assert calls.count("DescribeSecret") == 2
+        assert calls.count("DescribeSecret") == 3
         assert calls.count("PutSecretValue") == calls.count("UpdateSecretVersionStage") == 1
         assert api.works(case.current())
     assert counted == {"warm": warm, "fresh": fresh}

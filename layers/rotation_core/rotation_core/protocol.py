@@ -3,7 +3,7 @@
 This is the only module that talks to Secrets Manager. It validates the event, then checks
 the secret's state before the step acts, reading and writing versions by explicit stage and
 version id only. Every step can run again, or after a failure of any earlier step, and
-converges. What each step reads (single user: 8 calls per rotation; docs/performance.md):
+converges. What each step reads (single user: 9 calls per rotation; docs/performance.md):
 
 - createSecret (writes AWSPENDING): DescribeSecret, so that it runs only when rotation is
   enabled and the token is this secret's AWSPENDING version (already AWSCURRENT: nothing
@@ -15,13 +15,16 @@ converges. What each step reads (single user: 8 calls per rotation; docs/perform
   (PutSecretValue, ClientRequestToken, in the Secrets Manager API reference). A rotation
   whose create() acts outside the function (issuing an API key) reads the pending value
   itself first (ctx.pending_if_any) and returns it: nothing is stored again.
-- setSecret / testSecret (delegated to the rotation: strategy + engine): no DescribeSecret.
+- setSecret / testSecret (delegated to the rotation: strategy + engine): setSecret changes
+  the target, so it runs only after DescribeSecret's checks (rotation enabled, the token this
+  secret's AWSPENDING version), like the steps that write to Secrets Manager: a rotation
+  turned off halfway must not leave the target on a password AWSCURRENT does not hold.
+  testSecret only logs in, and describes nothing. Both read the pending value with one
   GetSecretValue of the token's version by VersionId and VersionStage AWSPENDING (the
   service answers only when both name the same version of this secret: a token of another
-  secret, or a version no longer AWSPENDING, is refused) returns the pending value and the
-  version's stages (already AWSCURRENT: nothing to do). When that read fails, one
-  DescribeSecret tells why, with the same checks as createSecret. Rotation being enabled
-  is checked before the steps that write to Secrets Manager (createSecret, finishSecret).
+  secret, or a version no longer AWSPENDING, is refused), which also returns the version's
+  stages (already AWSCURRENT: nothing to do). When that read fails, one DescribeSecret
+  tells why, with the same checks as createSecret.
 - finishSecret (moves AWSCURRENT): DescribeSecret, the same checks, then AWSCURRENT moves
   to the token's version from the version that holds it, then the rotation's work after the
   move (finished). Invoked again once the token is AWSCURRENT (a retry after that work
@@ -556,7 +559,19 @@ class RotationFunction:
     def _pending_context(self, store: SecretsStore, event: RotationEvent) -> StepContext | None:
         """setSecret and testSecret: the token's AWSPENDING version, read by VersionId and
         VersionStage together (one call, instead of DescribeSecret and then the read). None
-        when there is nothing to do (the version is AWSCURRENT already)."""
+        when there is nothing to do (the version is AWSCURRENT already).
+
+        setSecret changes the target, so it first runs DescribeSecret's checks too, as the steps
+        that write to Secrets Manager do: a rotation turned off halfway (finishSecret would then
+        refuse to move AWSCURRENT) must not leave the target on a password AWSCURRENT does not
+        hold. testSecret only logs in, and reads the version alone."""
+        meta: SecretMetadata | None = None
+        if event.step == "setSecret":
+            meta = store.describe(event.secret_id)
+            logger.append_keys(secret_arn=meta.arn)
+            if check_state(event, meta):
+                logger.info("version is already AWSCURRENT: nothing to do")
+                return None
         try:
             pending = store.read(event.secret_id, PENDING, event.token)
         except Exception as exc:
@@ -580,7 +595,7 @@ class RotationFunction:
             return None
         if PENDING not in pending.stages:  # the service answered for another version: refuse
             raise EventError(f"{event.step}: the token's version is not staged AWSPENDING")
-        ctx = StepContext(store, event, None, os.environ, self.aws_client, arn=pending.arn, memo=self.memo)
+        ctx = StepContext(store, event, meta, os.environ, self.aws_client, arn=pending.arn, memo=self.memo)
         ctx.know(pending, PENDING)
         return ctx
 
