@@ -194,19 +194,12 @@ def measure(engine: str, arn: str, start_rotation: Callable[[], str], rotations:
 
 def parent(rotations: int, engines: list[str]) -> int:
     sys.path[:0] = [str(LAYER), str(ROOT)]
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        POWERTOOLS_LOG_LEVEL="WARNING",
-        POWERTOOLS_METRICS_DISABLED="true",
-    )
+    from devtools import moto_service
+
+    moto_service.local_environment("WARNING")
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from devtools import moto_service
     from tests.support.rotations import start_rotation as begin_rotation
 
     moto_service.apply()

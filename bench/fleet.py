@@ -325,19 +325,12 @@ def reset_moto() -> None:
 
 def parent(sizes: list[int], workers: int, scale: float) -> int:
     sys.path[:0] = [str(LAYER), str(ROOT)]
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        POWERTOOLS_LOG_LEVEL="ERROR",
-        POWERTOOLS_METRICS_DISABLED="true",
-    )
+    from devtools import moto_service
+
+    moto_service.local_environment("ERROR")
     import boto3
     from botocore.config import Config
 
-    from devtools import moto_service
     from devtools.quota_gate import QuotaGateServer
     from devtools.servers import postgres_from_env_or_start
     from tests.engines import PostgresHarness

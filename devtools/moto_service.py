@@ -65,3 +65,19 @@ def apply() -> None:
     setattr(put_secret_value, _APPLIED, True)
     put_secret_value.moto_original = original  # type: ignore[attr-defined]
     SecretsManagerBackend.put_secret_value = put_secret_value  # type: ignore[method-assign]
+
+
+def local_environment(log_level: str) -> None:
+    """The environment a benchmark's processes run in: fake credentials for the local
+    emulator, no AWS configuration file, the functions' logs at `log_level`, no metrics."""
+    import os
+
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",  # noqa: S106 - the local emulator's fake credential
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        POWERTOOLS_LOG_LEVEL=log_level,
+        POWERTOOLS_METRICS_DISABLED="true",
+    )

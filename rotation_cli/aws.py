@@ -29,6 +29,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from rotation_cli.errors import UsageError
+from rotation_core.errors import aws_error_code
 
 # AWS's own DNS suffixes when botocore's partition data cannot be read (commercial, China,
 # EU sovereign, ISO partitions; dual-stack).
@@ -312,13 +313,7 @@ class Aws:
         return args
 
 
-def error_code(exc: BaseException) -> str | None:
-    """The AWS error code of a botocore ClientError, else None."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        return str(code) if code else None
-    return None
+error_code = aws_error_code
 
 
 def error_message(exc: BaseException) -> str:

@@ -133,7 +133,6 @@ AUDIT_RESOURCES = {
 }
 
 
-
 # Parameter sets the policy checks run under: every optional statement off, then on (twice: the
 # topic's key created or given, failure events of every secret or not).
 EVERYTHING = {

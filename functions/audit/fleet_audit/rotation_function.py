@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rotation_core.errors import aws_error_code, aws_error_text
+
 SERVICE_PRINCIPAL = "secretsmanager.amazonaws.com"
 _INVOKE_ACTIONS = {"lambda:invokefunction", "lambda:*", "*"}
 _SERVICE_NAME = re.compile(r"^([a-z0-9-]+)-rotation$")
@@ -69,20 +71,7 @@ def _arn_parts(arn: str) -> dict[str, str]:
     return dict(zip(("arn", "partition", "service", "region", "account", "resource"), parts, strict=True))
 
 
-def error_code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        return str(code) if code else None
-    return None
-
-
-def error_text(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        error = response.get("Error", {})
-        return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip().rstrip(":")
-    return f"{type(exc).__name__}: {exc}"
+error_code, error_text = aws_error_code, aws_error_text
 
 
 @dataclass

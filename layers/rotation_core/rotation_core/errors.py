@@ -35,3 +35,21 @@ def printable(text: str, limit: int = 300) -> str:
     the text is cut to `limit` characters."""
     cleaned = "".join(" " if ord(c) < 32 or 127 <= ord(c) < 160 else c for c in text)
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+def aws_error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a botocore ClientError ("ThrottlingException"), else None."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code else None
+    return None
+
+
+def aws_error_text(exc: BaseException) -> str:
+    """ "Code: message" of a botocore ClientError, else the exception's type and text."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        error = response.get("Error", {})
+        return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip().rstrip(":")
+    return f"{type(exc).__name__}: {exc}"

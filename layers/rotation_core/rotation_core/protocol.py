@@ -52,7 +52,7 @@ from aws_lambda_powertools.utilities.data_classes import SecretsManagerEvent
 
 from rotation_core import settings as config
 from rotation_core.budget import Budget, Clock
-from rotation_core.errors import ConfigurationError, EventError, RotationError, UnreachableError
+from rotation_core.errors import ConfigurationError, EventError, RotationError, UnreachableError, aws_error_code
 from rotation_core.memo import Memo
 from rotation_core.observability import logger, record_step, traced
 
@@ -131,12 +131,7 @@ class Version:
     text: str = field(repr=False)
 
 
-def error_code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    if not isinstance(response, Mapping):
-        return None
-    code = response.get("Error", {}).get("Code")
-    return code if isinstance(code, str) else None
+error_code = aws_error_code
 
 
 def _retry_kind(exc: BaseException) -> str | None:
