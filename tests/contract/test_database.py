@@ -186,8 +186,8 @@ def test_the_master_user_itself_is_never_rotated_as_an_alternating_user(
 
 
 def test_single_user_rotation_stays_within_budget(harness: DatabaseHarness, sm: Any) -> None:
-    """At most 8 Secrets Manager calls (DESIGN.md's limit) and 2 database connections (AWS's:
-    about 14 and 3): DescribeSecret before the writes to Secrets Manager only."""
+    """At most 9 Secrets Manager calls and 2 database connections (AWS's: about 14 and 3):
+    DescribeSecret before the steps that write, to Secrets Manager or to the database."""
     case = RotationCase(harness, sm, "single-user")
     calls: list[str] = []
     case.handler.client.meta.events.register("before-call.secrets-manager", lambda model, **_: calls.append(model.name))
@@ -197,9 +197,9 @@ def test_single_user_rotation_stays_within_budget(harness: DatabaseHarness, sm: 
     engine.connect = lambda login, settings, **kw: connects.append(login.username) or original(login, settings, **kw)
     token = rotations.start_rotation(sm, case.arn)
     rotations.run_steps(case.handler, case.arn, token)
-    assert len(calls) <= 8, calls
+    assert len(calls) <= 9, calls
     assert sorted(calls) == sorted(
-        ["DescribeSecret"] * 2 + ["GetSecretValue"] * 4 + ["PutSecretValue", "UpdateSecretVersionStage"]
+        ["DescribeSecret"] * 3 + ["GetSecretValue"] * 4 + ["PutSecretValue", "UpdateSecretVersionStage"]
     ), calls
     assert "GetRandomPassword" not in calls
     assert len(connects) <= 2, connects

@@ -91,8 +91,9 @@ def test_create_keeps_the_first_pending_value_and_finish_is_idempotent(
 
 
 def test_calls_per_step(aws: Any, handler: Any) -> None:
-    """DescribeSecret guards the steps that write to Secrets Manager (createSecret,
-    finishSecret); setSecret and testSecret read the token's AWSPENDING version only."""
+    """DescribeSecret guards the steps that write, to Secrets Manager (createSecret,
+    finishSecret) or to the target (setSecret); testSecret reads the token's AWSPENDING
+    version only."""
     arn = new_secret(aws)
     token = rotations.start_rotation(aws, arn)
     calls: list[str] = []
@@ -103,22 +104,22 @@ def test_calls_per_step(aws: Any, handler: Any) -> None:
         handler(rotations.event(arn, token, step), None)
         counts[step] = list(calls)
     assert counts["createSecret"] == ["DescribeSecret", "GetSecretValue", "PutSecretValue"]
-    assert counts["setSecret"] == ["GetSecretValue"]  # this rotation reads nothing itself
+    assert counts["setSecret"] == ["DescribeSecret", "GetSecretValue"]  # this rotation reads nothing itself
     assert counts["testSecret"] == ["GetSecretValue"]
     assert counts["finishSecret"] == ["DescribeSecret", "UpdateSecretVersionStage"]
 
 
 @pytest.mark.parametrize("step", rotations.STEPS)
 def test_refusals_change_nothing(aws: Any, handler: Any, rotation: Recording, step: str) -> None:
-    """createSecret and finishSecret (they write to Secrets Manager) refuse a secret whose
-    rotation is not enabled; every step refuses a token of no version of this secret, and
-    one whose version is no longer AWSPENDING (setSecret and testSecret learn it from the
+    """createSecret, setSecret and finishSecret (they write) refuse a secret whose rotation
+    is not enabled; every step refuses a token of no version of this secret, and
+    one whose version is no longer AWSPENDING (testSecret learns it from the
     token's read, then DescribeSecret says which)."""
     arn = new_secret(aws)
     token = rotations.new_token()
     aws.put_secret_value(SecretId=arn, ClientRequestToken=token, SecretString="{}", VersionStages=["AWSPENDING"])
     current = next(v for v, s in rotations.stages(aws, arn).items() if "AWSCURRENT" in s)
-    if step in ("createSecret", "finishSecret"):
+    if step != "testSecret":
         with pytest.raises(EventError, match="rotation is not enabled"):
             handler(rotations.event(arn, token, step), None)
     pending = rotations.start_rotation(aws, arn)
