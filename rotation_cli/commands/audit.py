@@ -84,6 +84,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _policy(args: argparse.Namespace) -> Policy:
+    if args.name_pattern is not None:
+        try:
+            re.compile(args.name_pattern)
+        except re.error as exc:
+            message = f"--name-pattern: '{args.name_pattern}' is not a valid regular expression: {exc}"
+            raise UsageError(message) from None
     base = load_file(args.policy) if args.policy else Policy()
     skip = {item.strip() for value in args.skip for item in value.split(",") if item.strip()}
     kms_keys = tuple(args.kms_key) if args.kms_key else None

@@ -88,7 +88,7 @@ def test_fail_on_critical_passes_high_findings(fleet: Fleet) -> None:
         (["--max-age", "90"], "--max-age: '90' is not a duration; write it with a unit: 90d (days), 12h (hours)"),
         (["--max-age", "0d"], "--max-age: '0d' must be more than zero"),
         (["--unused-for", "12h"], "--unused-for: '12h': give whole days"),
-        (["--name-pattern", "prod/(["], "name_pattern: 'prod/([' is not a valid regular expression"),
+        (["--name-pattern", "prod/(["], "--name-pattern: 'prod/([' is not a valid regular expression"),
         (["--policy", "/nonexistent/policy.toml"], "cannot read the policy file /nonexistent/policy.toml"),
         (["--region", "us-nowhere-1"], "--region: unknown Region 'us-nowhere-1'"),
         (["--region", "us-east-1", "--all-regions"], "--all-regions and --region: choose one"),
