@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -178,33 +177,19 @@ def problems(count: int, runs: dict[str, dict[str, Any]]) -> list[str]:
 def parent(count: int, paced: bool) -> int:
     import logging
 
-    from moto.server import ThreadedMotoServer
+    sys.path[:0] = [str(ROOT)]
+    from devtools import moto_service
 
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",
-        AWS_DEFAULT_REGION=REGION,
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-    )
+    moto_service.local_environment("ERROR")
     os.environ.pop("AWS_PROFILE", None)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    sys.path[:0] = [str(ROOT)]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
+    with moto_service.local_server() as endpoint:
         started = time.perf_counter()
         build_fleet(endpoint, count)
         created = time.perf_counter() - started
         runs = {"unpaced (emulator, no rate limit)": run_child(endpoint, paced=False)}
         if paced:
             runs["paced (default rates)"] = run_child(endpoint, paced=True)
-    finally:
-        server.stop()
     print(table(count, runs, created))
     print(
         f"\nBudgets: at most {BUDGET_CALLS_PER_SECRET} calls per secret and never GetSecretValue; paced, at most "

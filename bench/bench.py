@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -198,22 +197,16 @@ def parent(rotations: int, engines: list[str]) -> int:
 
     moto_service.local_environment("WARNING")
     import boto3
-    from moto.server import ThreadedMotoServer
 
     from tests.support.rotations import start_rotation as begin_rotation
 
     moto_service.apply()
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
-    os.environ["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = f"http://127.0.0.1:{port}"
-    sm = boto3.client("secretsmanager")
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    try:
+    with moto_service.local_server() as endpoint:
+        os.environ["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = endpoint
+        sm = boto3.client("secretsmanager")
         with tempfile.TemporaryDirectory() as workdir, harnesses(workdir) as chosen:
             for engine in engines:
                 harness = chosen[engine]
@@ -228,8 +221,6 @@ def parent(rotations: int, engines: list[str]) -> int:
                 finally:
                     os.environ.clear()
                     os.environ.update(saved)
-    finally:
-        moto.stop()
     imports = {engine: import_time(engine) for engine in engines}
     print(table(results, imports, rotations))
     problems = budget_problems(results)

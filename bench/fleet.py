@@ -27,13 +27,11 @@ import logging
 import os
 import queue
 import secrets
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -297,23 +295,6 @@ HEADER = (
 
 
 # -- the parent -------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def moto_servers() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 def reset_moto() -> None:
@@ -341,7 +322,7 @@ def parent(sizes: list[int], workers: int, scale: float) -> int:
     postgres = postgres_from_env_or_start()
     try:
         harness = PostgresHarness(postgres)
-        with moto_servers() as direct_url:
+        with moto_service.local_server() as direct_url:
             config = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 5})
             sm = boto3.client("secretsmanager", endpoint_url=direct_url, config=config)
             for n in sizes:

@@ -21,7 +21,6 @@ import io
 import json
 import os
 import re
-import socket
 import sys
 import time
 import uuid
@@ -374,7 +373,7 @@ def moto_server() -> Iterator[str]:
     """moto's server on a free port of this machine, with throwaway credentials."""
     import logging
 
-    from moto.server import ThreadedMotoServer
+    from devtools import moto_service
 
     os.environ.update(
         AWS_ACCESS_KEY_ID="audit-sample",
@@ -385,17 +384,9 @@ def moto_server() -> Iterator[str]:
     )
     os.environ.pop("AWS_PROFILE", None)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    os.environ["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = endpoint
-    try:
+    with moto_service.local_server() as endpoint:
+        os.environ["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = endpoint
         yield endpoint
-    finally:
-        server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,9 @@ service's does. tests/unit/test_moto_service.py pins both moto's behaviour and t
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 _APPLIED = "_rotation_tests_documented"
@@ -81,3 +83,21 @@ def local_environment(log_level: str) -> None:
         POWERTOOLS_LOG_LEVEL=log_level,
         POWERTOOLS_METRICS_DISABLED="true",
     )
+
+
+@contextlib.contextmanager
+def local_server() -> Iterator[str]:
+    """moto's threaded server on a free loopback port, stopped on exit: yields its endpoint."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
